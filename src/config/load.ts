@@ -1,0 +1,48 @@
+import { readFile } from "node:fs/promises";
+import { parse as parseYaml } from "yaml";
+import type { z } from "zod";
+import { ConfigError } from "../errors.js";
+import { type Config, configSchema } from "./schema.js";
+
+/** `targets[0].limits.holdTimeout` from zod's path array. */
+function keyPath(path: readonly PropertyKey[]): string {
+  let out = "";
+  for (const p of path) {
+    if (typeof p === "number") out += `[${p}]`;
+    else out += out === "" ? String(p) : `.${String(p)}`;
+  }
+  return out || "(root)";
+}
+
+function describe(issue: z.core.$ZodIssue): string {
+  if (issue.code === "unrecognized_keys") {
+    return `${keyPath(issue.path)}: unknown key${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `"${k}"`).join(", ")}`;
+  }
+  return `${keyPath(issue.path)}: ${issue.message}`;
+}
+
+/** Validate an already-parsed object; throws ConfigError naming every bad key. */
+export function validateConfig(raw: unknown, source = "config"): Config {
+  const result = configSchema.safeParse(raw ?? {});
+  if (!result.success) {
+    const lines = result.error.issues.map(describe);
+    throw new ConfigError(`invalid ${source}:\n  ${lines.join("\n  ")}`);
+  }
+  return result.data;
+}
+
+export async function loadConfigFile(file: string): Promise<Config> {
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(`config file ${file} is not valid YAML: ${(err as Error).message}`);
+  }
+  return validateConfig(raw, `config file ${file}`);
+}

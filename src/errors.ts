@@ -1,0 +1,96 @@
+/**
+ * The one error vocabulary of coldfront (DESIGN.md "Errors"). Every error that coldfront itself
+ * answers is built here, so that status codes, retry hints and the OpenAI body shape are spelled
+ * in exactly one place.
+ */
+
+export type ErrorType =
+  | "invalid_request"
+  | "no_route"
+  | "body_too_large"
+  | "rate_limited"
+  | "upstream_error"
+  | "cold_start_timeout"
+  | "queue_full"
+  | "target_cold"
+  | "autoscaler_paused"
+  | "shutting_down";
+
+interface ErrorKind {
+  readonly status: number;
+  /** Retryable errors carry Retry-After, retry-after-ms and x-should-retry: true. */
+  readonly retryable: boolean;
+  /** Default Retry-After in seconds for retryable errors. */
+  readonly retryAfter: number;
+}
+
+const KINDS: Readonly<Record<ErrorType, ErrorKind>> = {
+  invalid_request: { status: 400, retryable: false, retryAfter: 0 },
+  no_route: { status: 404, retryable: false, retryAfter: 0 },
+  body_too_large: { status: 413, retryable: false, retryAfter: 0 },
+  // Issue 4: a client over its share of the hold queue; retrying soon is right once others drained.
+  rate_limited: { status: 429, retryable: true, retryAfter: 5 },
+  upstream_error: { status: 502, retryable: false, retryAfter: 0 },
+  cold_start_timeout: { status: 503, retryable: true, retryAfter: 30 },
+  queue_full: { status: 503, retryable: true, retryAfter: 10 },
+  target_cold: { status: 503, retryable: true, retryAfter: 30 },
+  autoscaler_paused: { status: 503, retryable: true, retryAfter: 60 },
+  // Its retry lands on another replica, so it may come back at once.
+  shutting_down: { status: 503, retryable: true, retryAfter: 1 },
+};
+
+/** OpenAI SDKs only honour Retry-After up to 60 s (DESIGN.md step 7). */
+export const MAX_RETRY_AFTER_S = 60;
+
+export class ColdfrontError extends Error {
+  readonly type: ErrorType;
+  readonly status: number;
+  readonly retryable: boolean;
+  /** Whole seconds; only meaningful when retryable. */
+  readonly retryAfter: number;
+
+  constructor(type: ErrorType, message: string, options?: { retryAfter?: number; cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    const kind = KINDS[type];
+    this.name = "ColdfrontError";
+    this.type = type;
+    this.status = kind.status;
+    this.retryable = kind.retryable;
+    const after = options?.retryAfter ?? kind.retryAfter;
+    this.retryAfter = Math.min(MAX_RETRY_AFTER_S, Math.max(1, Math.ceil(after)));
+  }
+
+  /** The OpenAI-shaped body: `code` repeats `type`. */
+  body(): string {
+    return JSON.stringify({ error: { message: this.message, type: this.type, param: null, code: this.type } });
+  }
+
+  /** The body as one SSE event, for a stream whose headers already went out. */
+  sseEvent(): string {
+    return `data: ${this.body()}\n\n`;
+  }
+
+  headers(): Record<string, string> {
+    const h: Record<string, string> = { "content-type": "application/json" };
+    if (this.retryable) {
+      h["retry-after"] = String(this.retryAfter);
+      h["retry-after-ms"] = String(this.retryAfter * 1000);
+      h["x-should-retry"] = "true";
+    } else {
+      h["x-should-retry"] = "false";
+    }
+    return h;
+  }
+}
+
+export function isColdfrontError(err: unknown): err is ColdfrontError {
+  return err instanceof ColdfrontError;
+}
+
+/** A configuration problem, named by the key path (DESIGN.md "Configuration"). */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}

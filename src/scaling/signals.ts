@@ -1,0 +1,37 @@
+/**
+ * The read-only view of per-target demand that every scaling signal publishes (Prometheus,
+ * KEDA metrics-api, KEDA external-push). The hold gates implement it; publishers only read.
+ */
+
+export interface TargetSignals {
+  readonly name: string;
+  /** Held now (the KEDA activation signal). */
+  readonly pending: number;
+  /** Forwarded and not finished (the keep-alive signal). */
+  readonly inFlight: number;
+  /** The target's readiness source says ready. */
+  readonly ready: boolean;
+}
+
+export interface SignalHub {
+  /** Every configured target, in config order. */
+  targets(): readonly TargetSignals[];
+  get(name: string): TargetSignals | undefined;
+  /**
+   * Called synchronously whenever a target's pending or in-flight count changes, so that a push
+   * publisher (StreamIsActive) can answer the moment a request is held, not on the next tick.
+   */
+  onChange(listener: (target: TargetSignals) => void): () => void;
+}
+
+/** Demand summed over all coldfront replicas (scaling/peers.ts); local when there are no peers. */
+export interface DemandTotals {
+  pending: number;
+  inFlight: number;
+}
+
+export interface ClusterDemand {
+  /** The sum over this replica and its peers for one target. */
+  totals(target: string): DemandTotals;
+  stop(): Promise<void>;
+}
