@@ -62,7 +62,9 @@ export class ColdfrontError extends Error {
 
   /** The OpenAI-shaped body: `code` repeats `type`. */
   body(): string {
-    return JSON.stringify({ error: { message: this.message, type: this.type, param: null, code: this.type } });
+    return JSON.stringify({
+      error: { message: this.message, type: this.type, param: null, code: this.type },
+    });
   }
 
   /** The body as one SSE event, for a stream whose headers already went out. */

@@ -31,7 +31,8 @@ export function validateConfig(raw: unknown, source = "config"): Config {
   return result.data;
 }
 
-export async function loadConfigFile(file: string): Promise<Config> {
+/** The file's YAML as plain data, not yet validated (flags may still be laid over it). */
+export async function readConfigFile(file: string): Promise<Record<string, unknown>> {
   let text: string;
   try {
     text = await readFile(file, "utf8");
@@ -44,5 +45,12 @@ export async function loadConfigFile(file: string): Promise<Config> {
   } catch (err) {
     throw new ConfigError(`config file ${file} is not valid YAML: ${(err as Error).message}`);
   }
-  return validateConfig(raw, `config file ${file}`);
+  if (raw === null || raw === undefined) return {};
+  if (typeof raw !== "object" || Array.isArray(raw))
+    throw new ConfigError(`config file ${file}: expected a mapping at the top`);
+  return raw as Record<string, unknown>;
+}
+
+export async function loadConfigFile(file: string): Promise<Config> {
+  return validateConfig(await readConfigFile(file), `config file ${file}`);
 }

@@ -8,7 +8,10 @@ import { parseDuration, parseSize } from "./units.js";
 const duration = z.string().transform((text, ctx) => {
   const ms = parseDuration(text);
   if (ms === undefined) {
-    ctx.addIssue({ code: "custom", message: `expected a duration with a unit (250ms, 2s, 10m, 1h), got "${text}"` });
+    ctx.addIssue({
+      code: "custom",
+      message: `expected a duration with a unit (250ms, 2s, 10m, 1h), got "${text}"`,
+    });
     return z.NEVER;
   }
   return ms;
@@ -17,7 +20,10 @@ const duration = z.string().transform((text, ctx) => {
 const size = z.union([z.string(), z.number()]).transform((text, ctx) => {
   const bytes = parseSize(text);
   if (bytes === undefined) {
-    ctx.addIssue({ code: "custom", message: `expected a size in bytes or with a unit (512KiB, 16MiB), got "${text}"` });
+    ctx.addIssue({
+      code: "custom",
+      message: `expected a size in bytes or with a unit (512KiB, 16MiB), got "${text}"`,
+    });
     return z.NEVER;
   }
   return bytes;
@@ -28,7 +34,10 @@ const listenAddress = z.string().transform((text, ctx) => {
   const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text.trim());
   const port = m ? Number(m[3]) : Number.NaN;
   if (!m || port > 65535) {
-    ctx.addIssue({ code: "custom", message: `expected host:port (0.0.0.0:8080, 127.0.0.1:0), got "${text}"` });
+    ctx.addIssue({
+      code: "custom",
+      message: `expected host:port (0.0.0.0:8080, 127.0.0.1:0), got "${text}"`,
+    });
     return z.NEVER;
   }
   return { host: m[1] ?? (m[2] || "0.0.0.0"), port };
@@ -99,10 +108,7 @@ const target = z
     match: z
       .object({
         hosts: z.array(z.string().min(1)).min(1).optional(),
-        pathPrefixes: z
-          .array(z.string().startsWith("/", "a path prefix starts with '/'"))
-          .min(1)
-          .optional(),
+        pathPrefixes: z.array(z.string().startsWith("/", "a path prefix starts with '/'")).min(1).optional(),
         models: z.array(z.string().min(1)).min(1).optional(),
       })
       .strict()
@@ -162,9 +168,14 @@ export const configSchema = z
       })
       .strict()
       .default({ concurrency: 64, retryBackoff: 100, retryBackoffMax: 2000 }),
-    shutdown: z.object({ gracePeriod: duration.default(30_000) }).strict().default({ gracePeriod: 30_000 }),
+    shutdown: z
+      .object({ gracePeriod: duration.default(30_000) })
+      .strict()
+      .default({ gracePeriod: 30_000 }),
     log: z
-      .object({ level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info") })
+      .object({
+        level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+      })
       .strict()
       .default({ level: "info" }),
     targets: z.array(target).min(1, "at least one target is needed"),
@@ -174,7 +185,11 @@ export const configSchema = z
     const seen = new Set<string>();
     cfg.targets.forEach((t, i) => {
       if (seen.has(t.name)) {
-        ctx.addIssue({ code: "custom", path: ["targets", i, "name"], message: `duplicate target name "${t.name}"` });
+        ctx.addIssue({
+          code: "custom",
+          path: ["targets", i, "name"],
+          message: `duplicate target name "${t.name}"`,
+        });
       }
       seen.add(t.name);
     });

@@ -1,0 +1,68 @@
+/**
+ * The admin port (DESIGN.md "Admin surface"): never the client port, so scrapes and probes
+ * never queue behind client traffic and clients never reach /metrics.
+ */
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
+import type { GateRegistry } from "../hold/registry.js";
+import type { Metrics } from "../scaling/metrics.js";
+import type { ClusterDemand } from "../scaling/signals.js";
+
+export interface AdminOptions {
+  readonly registry: GateRegistry;
+  readonly metrics: Metrics;
+  readonly cluster: ClusterDemand;
+  readonly log: FastifyBaseLogger;
+  /** Listeners up and every readiness source synced; false while shutting down. */
+  readonly isReady: () => { ready: boolean; reasons: string[] };
+  readonly startedAt: Date;
+}
+
+export function createAdminServer(o: AdminOptions): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: o.log,
+    logController: new LogController({ disableRequestLogging: true }),
+  });
+
+  app.get("/healthz", async () => ({ status: "ok" }));
+
+  app.get("/readyz", async (_req, reply) => {
+    const r = o.isReady();
+    reply.code(r.ready ? 200 : 503);
+    return { ready: r.ready, reasons: r.reasons };
+  });
+
+  app.get("/metrics", async (_req, reply) => {
+    reply.header("content-type", o.metrics.registry.contentType);
+    return o.metrics.registry.metrics();
+  });
+
+  app.get("/status", async () => ({
+    startedAt: o.startedAt.toISOString(),
+    targets: Object.fromEntries(o.registry.targets().map((g) => [g.name, g.status()])),
+  }));
+
+  // KEDA metrics-api trigger. Without ?scope=local: the sum over all replicas; with it: this
+  // replica alone, which is what peers ask each other (scaling/peers.ts).
+  app.get<{ Params: { name: string }; Querystring: { scope?: string } }>(
+    "/keda/targets/:name",
+    async (req, reply) => {
+      const gate = o.registry.get(req.params.name);
+      if (!gate) {
+        reply.code(404);
+        return {
+          error: {
+            message: `unknown target '${req.params.name}'`,
+            type: "no_route",
+            param: null,
+            code: "no_route",
+          },
+        };
+      }
+      const local = req.query.scope === "local";
+      const totals = local ? { pending: gate.pending, inFlight: gate.inFlight } : o.cluster.totals(gate.name);
+      return { target: gate.name, pending: totals.pending, inFlight: totals.inFlight, ready: gate.ready };
+    },
+  );
+
+  return app;
+}

@@ -1,0 +1,43 @@
+#!/usr/bin/env node
+/**
+ * coldfront's executable (package.json bin): `coldfront proxy ...` and `coldfront sim ...`.
+ */
+import { ConfigError } from "./errors.js";
+
+const USAGE = `usage:
+  coldfront proxy --config FILE
+  coldfront proxy --upstream URL [--probe-url URL] [--listen ADDR] [--admin ADDR] [--log-level LEVEL]
+  coldfront sim [--port N] [--model NAME] [--startup-delay 10s] ...   (a vLLM look-alike; --help for more)`;
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case "proxy": {
+      const { runProxyCommand } = await import("./cli/proxy-command.js");
+      await runProxyCommand(rest);
+      return;
+    }
+    case "sim": {
+      const { runSimCommand } = await import("./sim/command.js");
+      await runSimCommand(rest);
+      return;
+    }
+    case undefined:
+    case "-h":
+    case "--help":
+    case "help":
+      process.stdout.write(`${USAGE}\n`);
+      return;
+    default:
+      throw new ConfigError(`unknown command '${command}'\n${USAGE}`);
+  }
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`coldfront: ${err.message}\n`);
+    process.exit(2);
+  }
+  process.stderr.write(`coldfront: ${(err as Error)?.stack ?? String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,50 @@
+import type { Exchange } from "../proxy/exchange.js";
+import type { Linked } from "./fifo.js";
+
+/**
+ * One held request. A ticket is either in its gate's FIFO (held), out of it with a replay
+ * running (replaying), or settled; it is settled exactly once, and only settle() clears its
+ * timers.
+ */
+export class Ticket implements Linked<Ticket> {
+  prev: Ticket | undefined;
+  next: Ticket | undefined;
+  linked = false;
+
+  readonly ex: Exchange;
+  readonly clientKey: string;
+  /** performance.now() past which the ticket answers cold_start_timeout. */
+  deadline: number;
+  /** The deadline came from the client's own stated timeout (Retry-After: 1 then). */
+  clientBound: boolean;
+  /** Held time summed over every stay in the queue (a replay sent back counts again). */
+  heldMs = 0;
+  /** performance.now() when the current stay in the queue began. */
+  heldSince: number;
+  settled = false;
+  /** The deadline passed during a replay; the replay's outcome decides what the client hears. */
+  expired = false;
+  deadlineTimer: NodeJS.Timeout | undefined;
+  keepaliveTimer: NodeJS.Timeout | undefined;
+
+  constructor(ex: Exchange, clientKey: string, deadline: number, clientBound: boolean, now: number) {
+    this.ex = ex;
+    this.clientKey = clientKey;
+    this.deadline = deadline;
+    this.clientBound = clientBound;
+    this.heldSince = now;
+  }
+
+  /** Ends the current stay in the queue; returns the total held time so far. */
+  leaveQueue(now: number): number {
+    this.heldMs += now - this.heldSince;
+    return this.heldMs;
+  }
+
+  clearTimers(): void {
+    if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
+    if (this.keepaliveTimer) clearTimeout(this.keepaliveTimer);
+    this.deadlineTimer = undefined;
+    this.keepaliveTimer = undefined;
+  }
+}

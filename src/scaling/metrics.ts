@@ -1,0 +1,115 @@
+/**
+ * Prometheus metrics of DESIGN.md "Scaling signals". Gauges read the gates at scrape time, so
+ * the warm path pays nothing for them, and every series exists from start at 0: a metric absent
+ * at zero replicas is one KEDA never triggers on.
+ */
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import type { SignalHub } from "./signals.js";
+
+export const OUTCOMES = [
+  "forwarded",
+  "replayed",
+  "cold_start_timeout",
+  "queue_full",
+  "target_cold",
+  "autoscaler_paused",
+  "rate_limited",
+  "client_aborted",
+  "upstream_error",
+  "shutting_down",
+] as const;
+export type Outcome = (typeof OUTCOMES)[number];
+
+export const RETRY_REASONS = ["connection_refused", "no_endpoints"] as const;
+export type RetryReason = (typeof RETRY_REASONS)[number];
+
+/** What a gate records; one instance per target, label children resolved once. */
+export interface TargetMetrics {
+  outcome(outcome: Outcome): void;
+  /** Seconds a request spent held, recorded once when it leaves the hold for good. */
+  held(seconds: number): void;
+  /** Seconds from the first held request until ready. */
+  coldStart(seconds: number): void;
+  retry(reason: RetryReason): void;
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly #requests: Counter<"target" | "outcome">;
+  readonly #hold: Histogram<"target">;
+  readonly #coldStart: Histogram<"target">;
+  readonly #retries: Counter<"target" | "reason">;
+
+  constructor(hub: SignalHub) {
+    collectDefaultMetrics({ register: this.registry });
+    const registers = [this.registry];
+    new Gauge({
+      name: "coldfront_pending_requests",
+      help: "Requests held now, waiting for the target to become ready (the KEDA activation signal).",
+      labelNames: ["target"],
+      registers,
+      collect() {
+        for (const t of hub.targets()) this.set({ target: t.name }, t.pending);
+      },
+    });
+    new Gauge({
+      name: "coldfront_in_flight_requests",
+      help: "Requests forwarded to the target and not finished (the keep-alive signal).",
+      labelNames: ["target"],
+      registers,
+      collect() {
+        for (const t of hub.targets()) this.set({ target: t.name }, t.inFlight);
+      },
+    });
+    new Gauge({
+      name: "coldfront_target_ready",
+      help: "1 when the target's readiness source says ready, else 0.",
+      labelNames: ["target"],
+      registers,
+      collect() {
+        for (const t of hub.targets()) this.set({ target: t.name }, t.ready ? 1 : 0);
+      },
+    });
+    this.#requests = new Counter({
+      name: "coldfront_requests_total",
+      help: "Requests by how they ended.",
+      labelNames: ["target", "outcome"],
+      registers,
+    });
+    this.#hold = new Histogram({
+      name: "coldfront_hold_duration_seconds",
+      help: "Time a request spent held.",
+      labelNames: ["target"],
+      buckets: [0.1, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 180, 300, 600],
+      registers,
+    });
+    this.#coldStart = new Histogram({
+      name: "coldfront_cold_start_duration_seconds",
+      help: "Time from the first held request until the target was ready.",
+      labelNames: ["target"],
+      buckets: [1, 2.5, 5, 10, 20, 30, 60, 90, 120, 180, 240, 300, 450, 600],
+      registers,
+    });
+    this.#retries = new Counter({
+      name: "coldfront_replay_retries_total",
+      help: "Replays sent back to the hold queue because the upstream could not take them yet.",
+      labelNames: ["target", "reason"],
+      registers,
+    });
+  }
+
+  forTarget(target: string): TargetMetrics {
+    const outcomes = new Map(OUTCOMES.map((o) => [o, this.#requests.labels(target, o)] as const));
+    const retries = new Map(RETRY_REASONS.map((r) => [r, this.#retries.labels(target, r)] as const));
+    for (const c of outcomes.values()) c.inc(0);
+    for (const c of retries.values()) c.inc(0);
+    const hold = this.#hold.labels(target);
+    const coldStart = this.#coldStart.labels(target);
+    return {
+      outcome: (o) => outcomes.get(o)?.inc(),
+      held: (s) => hold.observe(s),
+      coldStart: (s) => coldStart.observe(s),
+      retry: (r) => retries.get(r)?.inc(),
+    };
+  }
+}
