@@ -31,7 +31,9 @@ function connectionListed(value: string | string[] | undefined): Set<string> | u
   let listed: Set<string> | undefined;
   for (const part of text.split(",")) {
     const name = part.trim().toLowerCase();
-    if (name && name !== "close" && name !== "keep-alive") (listed ??= new Set()).add(name);
+    if (!name || name === "close" || name === "keep-alive") continue;
+    listed ??= new Set();
+    listed.add(name);
   }
   return listed;
 }

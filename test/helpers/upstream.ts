@@ -65,6 +65,12 @@ export class Upstream {
   async start(): Promise<this> {
     if (this.#server) return this;
     const server = createServer((req, res) => {
+      // Readiness probes are answered here, so handlers and `seen` only deal with real traffic.
+      if (req.url === "/health") {
+        req.resume();
+        res.end("ok");
+        return;
+      }
       const chunks: Buffer[] = [];
       req.on("data", (c: Buffer) => chunks.push(c));
       req.on("end", () => {
@@ -103,3 +109,42 @@ export class Upstream {
     return port;
   }
 }
+
+/**
+ * A minimal OpenAI chat completions answer (JSON or SSE) that echoes the last user message, for
+ * tests whose client is the real openai SDK. The full vLLM look-alike is src/sim.
+ */
+export const openaiChatHandler: Handler = (_req, res, body) => {
+  const json = JSON.parse(body || "{}") as {
+    model?: string;
+    stream?: boolean;
+    messages?: { content?: string }[];
+  };
+  const text = `echo: ${json.messages?.at(-1)?.content ?? ""}`;
+  const base = { id: "chatcmpl-test", created: 1, model: json.model ?? "m" };
+  if (json.stream) {
+    res.writeHead(200, { "content-type": "text/event-stream" });
+    for (const word of text.split(" ")) {
+      const chunk = {
+        ...base,
+        object: "chat.completion.chunk",
+        choices: [{ index: 0, delta: { content: `${word} ` }, finish_reason: null }],
+      };
+      res.write(`data: ${JSON.stringify(chunk)}\n\n`);
+    }
+    res.write(
+      `data: ${JSON.stringify({ ...base, object: "chat.completion.chunk", choices: [{ index: 0, delta: {}, finish_reason: "stop" }] })}\n\n`,
+    );
+    res.end("data: [DONE]\n\n");
+    return;
+  }
+  res.writeHead(200, { "content-type": "application/json" });
+  res.end(
+    JSON.stringify({
+      ...base,
+      object: "chat.completion",
+      choices: [{ index: 0, message: { role: "assistant", content: text }, finish_reason: "stop" }],
+      usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
+    }),
+  );
+};
