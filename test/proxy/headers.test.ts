@@ -3,8 +3,10 @@ import { clientResponseHeaders, upstreamRequestHeaders } from "../../src/proxy/h
 
 function toMap(flat: string[]): Record<string, string[]> {
   const out: Record<string, string[]> = {};
-  for (let i = 0; i < flat.length; i += 2)
-    (out[(flat[i] as string).toLowerCase()] ??= []).push(flat[i + 1] as string);
+  for (let i = 0; i < flat.length; i += 2) {
+    const name = (flat[i] as string).toLowerCase();
+    out[name] = [...(out[name] ?? []), flat[i + 1] as string];
+  }
   return out;
 }
 

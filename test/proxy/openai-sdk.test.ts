@@ -52,9 +52,9 @@ describe("openai SDK through coldfront", () => {
     await waitFor(() => app.hub.get("llama")?.pending === 10, "10 held");
     await up.start();
     const answers = await Promise.all(plain);
-    answers.forEach((a, i) => expect(a.choices[0]?.message.content).toBe(`echo: hello ${i}`));
+    for (const [i, a] of answers.entries()) expect(a.choices[0]?.message.content).toBe(`echo: hello ${i}`);
     const texts = await Promise.all(streams);
-    texts.forEach((t, i) => expect(t.trim()).toBe(`echo: stream ${i}`));
+    for (const [i, t] of texts.entries()) expect(t.trim()).toBe(`echo: stream ${i}`);
     expect(up.seen).toHaveLength(10);
   });
 
