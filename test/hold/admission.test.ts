@@ -1,0 +1,133 @@
+/** Who may be held: wake methods, the per-client share, and gateway cold signals (issue 4). */
+import { afterEach, describe, expect, test } from "vitest";
+import type { ConfigInput } from "../../src/config/schema.js";
+import { startTestApp, waitFor } from "../helpers/app.js";
+import { Upstream } from "../helpers/upstream.js";
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function cold(extra: Partial<ConfigInput> = {}, target: Record<string, unknown> = {}) {
+  const up = new Upstream();
+  up.port = await Upstream.reservePort();
+  const app = await startTestApp({
+    ...extra,
+    targets: [
+      {
+        name: "llama",
+        upstream: up.url,
+        readiness: { probe: { url: `${up.url}/health`, interval: "50ms", heldInterval: "20ms" } },
+        ...target,
+      },
+    ],
+  });
+  cleanups.push(async () => {
+    await app.close();
+    await up.stop();
+  });
+  return { up, app, pending: () => app.hub.get("llama")?.pending };
+}
+
+const call = (base: string, key: string) =>
+  fetch(`${base}/v1/completions`, {
+    method: "POST",
+    body: "{}",
+    headers: { authorization: `Bearer ${key}` },
+  });
+
+describe("per-client share of maxPending", () => {
+  test("one API key holds at most its share; the excess gets 429 rate_limited, others still get in", async () => {
+    const { up, app, pending } = await cold({ limits: { maxPending: 6, maxClientShare: 0.5 } });
+    const mine = [
+      call(app.clientUrl, "runaway"),
+      call(app.clientUrl, "runaway"),
+      call(app.clientUrl, "runaway"),
+    ];
+    await waitFor(() => pending() === 3, "3 held");
+    const over = await call(app.clientUrl, "runaway");
+    expect(over.status).toBe(429);
+    expect(over.headers.get("retry-after")).not.toBeNull();
+    expect((await over.json()).error.type).toBe("rate_limited");
+    const other = call(app.clientUrl, "polite");
+    await waitFor(() => pending() === 4, "other client held");
+    await up.start();
+    for (const r of await Promise.all([...mine, other])) expect(r.status).toBe(200);
+  });
+
+  test("without an API key, clients are told apart by address", async () => {
+    const { app, pending } = await cold({ limits: { maxPending: 2, maxClientShare: 0.5 } });
+    const first = fetch(`${app.clientUrl}/v1/completions`, { method: "POST", body: "{}" });
+    await waitFor(() => pending() === 1, "held");
+    const second = await fetch(`${app.clientUrl}/v1/completions`, { method: "POST", body: "{}" });
+    expect(second.status).toBe(429);
+    await app.close();
+    expect((await first).status).toBe(503);
+  });
+});
+
+describe("wakeMethods", () => {
+  test("a GET listed in wakeMethods is held and released", async () => {
+    const { up, app, pending } = await cold({}, { wakeMethods: ["POST", "GET"] });
+    const res = fetch(`${app.clientUrl}/v1/anything`);
+    await waitFor(() => pending() === 1, "GET held");
+    await up.start();
+    expect((await res).status).toBe(200);
+  });
+
+  test("a method not listed gets target_cold at zero and is forwarded when warm", async () => {
+    const { up, app, pending } = await cold();
+    const cold503 = await fetch(`${app.clientUrl}/v1/anything`, { method: "DELETE" });
+    expect(cold503.status).toBe(503);
+    expect((await cold503.json()).error.type).toBe("target_cold");
+    expect(pending()).toBe(0);
+    await up.start();
+    await waitFor(() => app.hub.get("llama")?.ready === true, "ready");
+    expect((await fetch(`${app.clientUrl}/v1/anything`, { method: "DELETE" })).status).toBe(200);
+  });
+});
+
+describe("gateway cold signals through the proxy", () => {
+  for (const [name, answer] of [
+    ["Inference Extension body", { status: 503, headers: {}, body: "failed to find endpoint candidates" }],
+    ["production-stack body", { status: 503, headers: {}, body: "Service temporarily unavailable" }],
+    ["Envoy body", { status: 503, headers: {}, body: "no healthy upstream" }],
+    ["a configured signal", { status: 502, headers: { "x-gw": "warming" }, body: "" }],
+  ] as const) {
+    test(`${name}: held and replayed, the client sees only the final answer`, async () => {
+      const configured =
+        name === "a configured signal" ? { coldSignals: [{ status: 502, header: "x-gw: warming" }] } : {};
+      const { up, app } = await cold({}, configured);
+      let coldLeft = 2;
+      up.handler = (_req, res) => {
+        if (coldLeft-- > 0) {
+          res.writeHead(answer.status, answer.headers);
+          res.end(answer.body);
+          return;
+        }
+        res.end("warm");
+      };
+      await up.start();
+      await waitFor(() => app.hub.get("llama")?.ready === true, "ready");
+      const res = await fetch(`${app.clientUrl}/v1/completions`, { method: "POST", body: "{}" });
+      expect(res.status).toBe(200);
+      expect(await res.text()).toBe("warm");
+      expect(up.seen).toHaveLength(3);
+    });
+  }
+
+  test("an ordinary 503 of the upstream's own is relayed, not retried", async () => {
+    const { up, app } = await cold();
+    up.handler = (_req, res) => {
+      res.writeHead(503, { "content-type": "application/json" });
+      res.end('{"error":"model overloaded"}');
+    };
+    await up.start();
+    await waitFor(() => app.hub.get("llama")?.ready === true, "ready");
+    const res = await fetch(`${app.clientUrl}/v1/completions`, { method: "POST", body: "{}" });
+    expect(res.status).toBe(503);
+    expect(await res.text()).toBe('{"error":"model overloaded"}');
+    expect(up.seen).toHaveLength(1);
+  });
+});
