@@ -200,6 +200,11 @@ export class Gate implements TargetSignals {
   }
 
   #hold(ex: Exchange): void {
+    // A warm attempt that met a cold answer may find its client already gone.
+    if (ex.closed) {
+      this.#o.metrics.outcome("client_aborted");
+      return;
+    }
     const limits = this.#o.limits;
     if (this.#fifo.size >= limits.maxPending) {
       this.#fail(ex, "queue_full", `target '${this.name}' already holds ${limits.maxPending} requests`);
