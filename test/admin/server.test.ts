@@ -1,11 +1,8 @@
-import { afterEach, describe, expect, test } from "vitest";
-import { startTestApp, waitFor } from "../helpers/app.js";
+import { describe, expect, test } from "vitest";
+import { startColdTarget, startTestApp, useCleanups, waitFor } from "../helpers/app.js";
 import { Upstream } from "../helpers/upstream.js";
 
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
+const defer = useCleanups();
 
 describe("admin port", () => {
   test("every gauge series exists from start at 0, for every target", async () => {
@@ -20,7 +17,7 @@ describe("admin port", () => {
         { name: "b", upstream: `http://127.0.0.1:${port}` },
       ],
     });
-    cleanups.push(() => app.close());
+    defer(() => app.close());
     const text = await (await fetch(`${app.adminUrl}/metrics`)).text();
     for (const t of ["a", "b"]) {
       expect(text).toContain(`coldfront_pending_requests{target="${t}"} 0`);
@@ -36,21 +33,7 @@ describe("admin port", () => {
   });
 
   test("/healthz, /readyz (a cold target is normal), /status and /keda/targets", async () => {
-    const up = new Upstream();
-    up.port = await Upstream.reservePort();
-    const app = await startTestApp({
-      targets: [
-        {
-          name: "llama",
-          upstream: up.url,
-          readiness: { probe: { url: `${up.url}/health`, interval: "50ms", heldInterval: "20ms" } },
-        },
-      ],
-    });
-    cleanups.push(async () => {
-      await app.close();
-      await up.stop();
-    });
+    const { up, app } = await startColdTarget(defer);
     expect((await fetch(`${app.adminUrl}/healthz`)).status).toBe(200);
     await waitFor(
       async () => (await fetch(`${app.adminUrl}/readyz`)).status === 200,
@@ -61,16 +44,22 @@ describe("admin port", () => {
     await waitFor(() => app.hub.get("llama")?.pending === 1, "held");
     const keda = await (await fetch(`${app.adminUrl}/keda/targets/llama`)).json();
     expect(keda).toEqual({ target: "llama", pending: 1, inFlight: 0, ready: false });
-    const status = await (await fetch(`${app.adminUrl}/status`)).json();
-    expect(status.targets.llama.state).toBe("waking");
-    expect(status.targets.llama.pending).toBe(1);
-    expect(status.targets.llama.readiness.kind).toBe("probe");
+    type Status = {
+      targets: Record<
+        string,
+        { state: string; pending: number; readiness: { kind: string }; lastColdStartMs: number }
+      >;
+    };
+    const status = (await (await fetch(`${app.adminUrl}/status`)).json()) as Status;
+    expect(status.targets.llama?.state).toBe("waking");
+    expect(status.targets.llama?.pending).toBe(1);
+    expect(status.targets.llama?.readiness.kind).toBe("probe");
 
     await up.start();
     expect((await held).status).toBe(200);
-    const after = await (await fetch(`${app.adminUrl}/status`)).json();
-    expect(after.targets.llama.state).toBe("ready");
-    expect(after.targets.llama.lastColdStartMs).toBeGreaterThan(0);
+    const after = (await (await fetch(`${app.adminUrl}/status`)).json()) as Status;
+    expect(after.targets.llama?.state).toBe("ready");
+    expect(after.targets.llama?.lastColdStartMs).toBeGreaterThan(0);
     expect((await fetch(`${app.adminUrl}/keda/targets/nope`)).status).toBe(404);
   });
 });

@@ -2,6 +2,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeAll, describe, expect, test } from "vitest";
+import { errorBody } from "../helpers/app.js";
 import { ensureBuilt, type Running, runCli } from "../helpers/cli.js";
 import { Upstream } from "../helpers/upstream.js";
 
@@ -86,7 +87,7 @@ describe("coldfront proxy", () => {
     for (const res of await Promise.all(b)) {
       expect(res.status).toBe(503);
       expect(res.headers.get("retry-after")).toBe("1");
-      expect((await res.json()).error.type).toBe("shutting_down");
+      expect((await errorBody(res)).error.type).toBe("shutting_down");
     }
     expect((await r.exited).code).toBe(0);
     // The listener is closed: new connections are refused.

@@ -1,33 +1,13 @@
 /** Who may be held: wake methods, the per-client share, and gateway cold signals (issue 4). */
-import { afterEach, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import type { ConfigInput } from "../../src/config/schema.js";
-import { startTestApp, waitFor } from "../helpers/app.js";
-import { Upstream } from "../helpers/upstream.js";
+import { errorBody, startColdTarget, useCleanups, waitFor } from "../helpers/app.js";
 
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
+const defer = useCleanups();
 
 async function cold(extra: Partial<ConfigInput> = {}, target: Record<string, unknown> = {}) {
-  const up = new Upstream();
-  up.port = await Upstream.reservePort();
-  const app = await startTestApp({
-    ...extra,
-    targets: [
-      {
-        name: "llama",
-        upstream: up.url,
-        readiness: { probe: { url: `${up.url}/health`, interval: "50ms", heldInterval: "20ms" } },
-        ...target,
-      },
-    ],
-  });
-  cleanups.push(async () => {
-    await app.close();
-    await up.stop();
-  });
-  return { up, app, pending: () => app.hub.get("llama")?.pending };
+  const t = await startColdTarget(defer, { extra, target });
+  return { ...t, pending: () => t.gate().pending };
 }
 
 const call = (base: string, key: string) =>
@@ -49,7 +29,7 @@ describe("per-client share of maxPending", () => {
     const over = await call(app.clientUrl, "runaway");
     expect(over.status).toBe(429);
     expect(over.headers.get("retry-after")).not.toBeNull();
-    expect((await over.json()).error.type).toBe("rate_limited");
+    expect((await errorBody(over)).error.type).toBe("rate_limited");
     const other = call(app.clientUrl, "polite");
     await waitFor(() => pending() === 4, "other client held");
     await up.start();
@@ -80,7 +60,7 @@ describe("wakeMethods", () => {
     const { up, app, pending } = await cold();
     const cold503 = await fetch(`${app.clientUrl}/v1/anything`, { method: "DELETE" });
     expect(cold503.status).toBe(503);
-    expect((await cold503.json()).error.type).toBe("target_cold");
+    expect((await errorBody(cold503)).error.type).toBe("target_cold");
     expect(pending()).toBe(0);
     await up.start();
     await waitFor(() => app.hub.get("llama")?.ready === true, "ready");

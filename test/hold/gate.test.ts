@@ -3,40 +3,16 @@
  * front of an upstream that is down (port closed) until the test brings it up.
  */
 import { request as httpRequest } from "node:http";
-import { afterEach, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import type { App } from "../../src/app.js";
 import type { ConfigInput } from "../../src/config/schema.js";
-import { startTestApp, waitFor } from "../helpers/app.js";
-import { Upstream } from "../helpers/upstream.js";
+import { errorBody, metricValue, startColdTarget, useCleanups, waitFor } from "../helpers/app.js";
 
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
+const defer = useCleanups();
 
 /** coldfront with one probe target whose upstream is down until `up.start()`. */
-async function coldSetup(extra: Partial<ConfigInput> = {}, target: Record<string, unknown> = {}) {
-  const up = new Upstream();
-  up.port = await Upstream.reservePort();
-  const app = await startTestApp({
-    ...extra,
-    targets: [
-      {
-        name: "llama",
-        upstream: `http://127.0.0.1:${up.port}`,
-        readiness: {
-          probe: { url: `http://127.0.0.1:${up.port}/health`, interval: "100ms", heldInterval: "20ms" },
-        },
-        ...target,
-      },
-    ],
-  });
-  cleanups.push(async () => {
-    await app.close();
-    await up.stop();
-  });
-  return { up, app, gate: () => app.hub.get("llama") as NonNullable<ReturnType<App["hub"]["get"]>> };
-}
+const coldSetup = (extra: Partial<ConfigInput> = {}, target: Record<string, unknown> = {}) =>
+  startColdTarget(defer, { extra, target });
 
 function post(app: App, body: unknown, init: RequestInit = {}) {
   return fetch(`${app.clientUrl}/v1/chat/completions`, {
@@ -47,12 +23,7 @@ function post(app: App, body: unknown, init: RequestInit = {}) {
   });
 }
 
-async function metric(app: App, line: string): Promise<number> {
-  const text = await (await fetch(`${app.adminUrl}/metrics`)).text();
-  const found = text.split("\n").find((l) => l.startsWith(line));
-  if (!found) throw new Error(`metric ${line} not found`);
-  return Number(found.slice(line.length).trim());
-}
+const metric = metricValue;
 
 describe("hold and release", () => {
   test("a cold burst of mixed streaming and plain requests is answered once ready, each reaching the upstream exactly once", async () => {
@@ -90,8 +61,8 @@ describe("hold and release", () => {
     expect(await metric(app, 'coldfront_cold_start_duration_seconds_count{target="llama"}')).toBe(1);
   });
 
-  test("release is FIFO and bounded by release.concurrency", async () => {
-    const { up, app, gate } = await coldSetup({ release: { concurrency: 2 } });
+  async function releaseRun(concurrency: number) {
+    const { up, app, gate } = await coldSetup({ release: { concurrency } });
     let running = 0;
     let maxRunning = 0;
     const order: string[] = [];
@@ -110,9 +81,19 @@ describe("hold and release", () => {
       await waitFor(() => gate().pending === i + 1, "held in order");
     }
     await up.start();
-    await Promise.all(calls);
-    expect(maxRunning).toBe(2);
+    for (const r of await Promise.all(calls)) expect(r.status).toBe(200);
+    return { maxRunning, order };
+  }
+
+  test("release is in arrival order", async () => {
+    // One at a time, so the upstream sees exactly the order coldfront released them in.
+    const { order } = await releaseRun(1);
     expect(order).toEqual(Array.from({ length: 8 }, (_, i) => `r${i}`));
+  });
+
+  test("release is bounded by release.concurrency", async () => {
+    const { maxRunning } = await releaseRun(3);
+    expect(maxRunning).toBe(3);
   });
 
   test("warm requests are forwarded at once with X-Forwarded-* and no held header", async () => {
@@ -166,7 +147,7 @@ describe("refusals", () => {
     expect(Number(res.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
     expect(Number(res.headers.get("retry-after"))).toBeLessThanOrEqual(60);
     expect(res.headers.get("x-should-retry")).toBe("true");
-    const body = await res.json();
+    const body = await errorBody(res);
     expect(body.error.type).toBe("cold_start_timeout");
     expect(body.error.code).toBe("cold_start_timeout");
     expect(gate().pending).toBe(0);
@@ -182,7 +163,7 @@ describe("refusals", () => {
     await waitFor(() => gate().pending === 2, "2 held");
     const res = await post(app, { id: "c" });
     expect(res.status).toBe(503);
-    expect((await res.json()).error.type).toBe("queue_full");
+    expect((await errorBody(res)).error.type).toBe("queue_full");
     expect(gate().pending).toBe(2);
     await up.start();
     for (const r of await Promise.all(held)) expect(r.status).toBe(200);
@@ -196,7 +177,7 @@ describe("refusals", () => {
       headers: { "content-type": "application/json" },
     });
     expect(res.status).toBe(413);
-    expect((await res.json()).error.type).toBe("body_too_large");
+    expect((await errorBody(res)).error.type).toBe("body_too_large");
     expect(gate().pending).toBe(0);
   });
 
@@ -204,7 +185,7 @@ describe("refusals", () => {
     const { app, gate } = await coldSetup();
     const res = await fetch(`${app.clientUrl}/v1/something`);
     expect(res.status).toBe(503);
-    expect((await res.json()).error.type).toBe("target_cold");
+    expect((await errorBody(res)).error.type).toBe("target_cold");
     expect(gate().pending).toBe(0);
   });
 });
@@ -291,7 +272,7 @@ describe("replay safety", () => {
     await up.start();
     const res = await call;
     expect(res.status).toBe(200);
-    expect((await res.json()).ok).toBe(true);
+    expect(((await res.json()) as { ok: boolean }).ok).toBe(true);
     expect(await metric(app, 'coldfront_replay_retries_total{target="llama",reason="no_endpoints"}')).toBe(3);
     expect(up.seen.filter((s) => s.url === "/v1/chat/completions")).toHaveLength(4);
   });
@@ -318,7 +299,7 @@ describe("replay safety", () => {
     await waitFor(() => gate().ready, "ready");
     const res = await post(app, { id: "crash" });
     expect(res.status).toBe(502);
-    expect((await res.json()).error.type).toBe("upstream_error");
+    expect((await errorBody(res)).error.type).toBe("upstream_error");
     await waitFor(() => gate().inFlight === 0 && gate().pending === 0, "counts back to 0");
     expect(up.seen.filter((s) => s.url === "/v1/chat/completions")).toHaveLength(1);
   });

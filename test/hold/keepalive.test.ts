@@ -1,35 +1,17 @@
 /** Streaming requests held through a long cold start (DESIGN.md step 7, issue 4). */
 import OpenAI from "openai";
 import { Agent, fetch as undiciFetch } from "undici";
-import { afterEach, describe, expect, test } from "vitest";
-import { startTestApp, waitFor } from "../helpers/app.js";
-import { openaiChatHandler, Upstream } from "../helpers/upstream.js";
+import { describe, expect, test } from "vitest";
+import { startColdTarget, useCleanups, waitFor } from "../helpers/app.js";
+import { openaiChatHandler } from "../helpers/upstream.js";
 
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
+const defer = useCleanups();
 
-async function cold(limits: Record<string, unknown> = {}) {
-  const up = new Upstream(openaiChatHandler);
-  up.port = await Upstream.reservePort();
-  const app = await startTestApp({
-    limits,
-    hold: { keepaliveAfter: "100ms", keepaliveInterval: "100ms" },
-    targets: [
-      {
-        name: "llama",
-        upstream: up.url,
-        readiness: { probe: { url: `${up.url}/health`, interval: "50ms", heldInterval: "20ms" } },
-      },
-    ],
+const cold = (limits: Record<string, unknown> = {}) =>
+  startColdTarget(defer, {
+    handler: openaiChatHandler,
+    extra: { limits, hold: { keepaliveAfter: "100ms", keepaliveInterval: "100ms" } },
   });
-  cleanups.push(async () => {
-    await app.close();
-    await up.stop();
-  });
-  return { up, app };
-}
 
 function streamRequest(url: string, init: RequestInit = {}) {
   return fetch(`${url}/v1/chat/completions`, {
@@ -45,7 +27,7 @@ describe("stream keepalive", () => {
     const { up, app } = await cold();
     // undici's headersTimeout is 300 s by default; 500 ms here stands for it.
     const dispatcher = new Agent({ headersTimeout: 500 });
-    cleanups.push(() => dispatcher.close());
+    defer(() => dispatcher.close());
     const client = new OpenAI({
       baseURL: `${app.clientUrl}/v1`,
       apiKey: "x",

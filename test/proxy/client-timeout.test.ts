@@ -1,8 +1,8 @@
 import OpenAI from "openai";
-import { afterEach, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import { clientTimeoutMs, holdBudget } from "../../src/proxy/client-timeout.js";
-import { startTestApp, waitFor } from "../helpers/app.js";
-import { openaiChatHandler, Upstream } from "../helpers/upstream.js";
+import { startColdTarget, useCleanups, waitFor } from "../helpers/app.js";
+import { openaiChatHandler } from "../helpers/upstream.js";
 
 describe("client-stated timeouts", () => {
   test("X-Stainless-Timeout and X-Stainless-Read-Timeout in seconds; the smaller wins", () => {
@@ -23,27 +23,10 @@ describe("client-stated timeouts", () => {
 });
 
 describe("the SDK's own retry carries a request through a cold start longer than its timeout", () => {
-  const cleanups: (() => Promise<void>)[] = [];
-  afterEach(async () => {
-    for (const c of cleanups.splice(0).reverse()) await c();
-  });
+  const defer = useCleanups();
 
   test("default retry settings, upstream up after the client's stated timeout", async () => {
-    const up = new Upstream(openaiChatHandler);
-    up.port = await Upstream.reservePort();
-    const app = await startTestApp({
-      targets: [
-        {
-          name: "llama",
-          upstream: up.url,
-          readiness: { probe: { url: `${up.url}/health`, interval: "50ms", heldInterval: "20ms" } },
-        },
-      ],
-    });
-    cleanups.push(async () => {
-      await app.close();
-      await up.stop();
-    });
+    const { up, app } = await startColdTarget(defer, { handler: openaiChatHandler });
     // A 2 s stated timeout: coldfront answers a retryable 503 before it, and the retry rejoins.
     // openai-node 7 sends X-Stainless-Timeout for a timeout given per request.
     const client = new OpenAI({ baseURL: `${app.clientUrl}/v1`, apiKey: "sk-test" });

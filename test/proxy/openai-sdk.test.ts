@@ -1,36 +1,19 @@
 /** The real openai SDK as the client, as users run it (DESIGN.md "Errors", issue 2 "Show"). */
 import OpenAI from "openai";
-import { afterEach, describe, expect, test } from "vitest";
-import { startTestApp, waitFor } from "../helpers/app.js";
-import { openaiChatHandler, Upstream } from "../helpers/upstream.js";
+import { describe, expect, test } from "vitest";
+import { startColdTarget, useCleanups, waitFor } from "../helpers/app.js";
+import { openaiChatHandler } from "../helpers/upstream.js";
 
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
+const defer = useCleanups();
 
 async function cold(limits: Record<string, unknown> = {}) {
-  const up = new Upstream(openaiChatHandler);
-  up.port = await Upstream.reservePort();
-  const app = await startTestApp({
-    limits,
-    targets: [
-      {
-        name: "llama",
-        upstream: `http://127.0.0.1:${up.port}`,
-        match: { models: ["llama"] },
-        readiness: {
-          probe: { url: `http://127.0.0.1:${up.port}/health`, interval: "100ms", heldInterval: "20ms" },
-        },
-      },
-    ],
+  const t = await startColdTarget(defer, {
+    handler: openaiChatHandler,
+    extra: { limits },
+    target: { match: { models: ["llama"] } },
   });
-  cleanups.push(async () => {
-    await app.close();
-    await up.stop();
-  });
-  const client = new OpenAI({ baseURL: `${app.clientUrl}/v1`, apiKey: "sk-test", maxRetries: 0 });
-  return { up, app, client };
+  const client = new OpenAI({ baseURL: `${t.app.clientUrl}/v1`, apiKey: "sk-test", maxRetries: 0 });
+  return { ...t, client };
 }
 
 describe("openai SDK through coldfront", () => {
