@@ -1,0 +1,369 @@
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { KubeConfig, type V1EndpointSlice } from "@kubernetes/client-node";
+import { pino } from "pino";
+import { describe, expect, it } from "vitest";
+import { peersFromSlices, selfAddresses } from "../../src/scaling/peer-discovery.js";
+import { type ClusterDemandOptions, createClusterDemand } from "../../src/scaling/peers.js";
+import { testLogger, useCleanups, waitFor } from "../helpers/app.js";
+import { FakeHub, PeerAdmin } from "../helpers/keda-client.js";
+
+const cleanup = useCleanups();
+
+/** A logger whose records the test can read (peers log, rather than throw, what goes wrong). */
+function capturingLogger() {
+  const records: { level: number; msg: string; peer?: string }[] = [];
+  const log = pino({ level: "debug" }, { write: (line: string) => records.push(JSON.parse(line)) });
+  return { log, records };
+}
+
+function cluster(o: Partial<ClusterDemandOptions> & Pick<ClusterDemandOptions, "hub">) {
+  const c = createClusterDemand({ interval: 30, staleAfter: 30_000, adminPort: 0, log: testLogger(), ...o });
+  cleanup(() => c.stop());
+  return c;
+}
+
+async function peer(hub: FakeHub): Promise<PeerAdmin> {
+  const p = await PeerAdmin.start(hub);
+  cleanup(() => p.close());
+  return p;
+}
+
+describe("createClusterDemand", () => {
+  it("without peers is this replica's own counts, and 0 for an unknown target", async () => {
+    const hub = new FakeHub("llama");
+    const c = cluster({ hub });
+    expect(c.totals("llama")).toEqual({ pending: 0, inFlight: 0 });
+    hub.t("llama").pending = 2;
+    hub.t("llama").inFlight = 1;
+    expect(c.totals("llama")).toEqual({ pending: 2, inFlight: 1 });
+    expect(c.totals("nope")).toEqual({ pending: 0, inFlight: 0 });
+    await c.stop();
+  });
+
+  it("adds each peer's local counts, per target, asking with scope=local", async () => {
+    const hub = new FakeHub("llama", "qwen");
+    const hubB = new FakeHub("llama", "qwen");
+    const hubC = new FakeHub("llama", "qwen");
+    const [b, c] = [await peer(hubB), await peer(hubC)];
+    hub.t("llama").pending = 1;
+    hubB.t("llama").pending = 2;
+    hubB.t("qwen").inFlight = 5;
+    hubC.t("llama").pending = 4;
+    hubC.t("llama").inFlight = 1;
+    const demand = cluster({ hub, staticPeers: [b.url, `${c.url}/`] });
+    await waitFor(() => demand.totals("llama").pending === 7, "llama's sum over three replicas");
+    expect(demand.totals("llama")).toEqual({ pending: 7, inFlight: 1 });
+    await waitFor(() => demand.totals("qwen").inFlight === 5, "qwen's sum");
+    expect(demand.totals("qwen")).toEqual({ pending: 0, inFlight: 5 });
+    // PeerAdmin answers 400 without scope=local, so these counts prove the query was right.
+    expect(b.asked.get("llama")).toBeGreaterThan(0);
+    expect(c.asked.get("qwen")).toBeGreaterThan(0);
+
+    // Later changes at a peer are seen on a later poll.
+    hubC.t("llama").pending = 0;
+    await waitFor(() => demand.totals("llama").pending === 3, "C's fall");
+  });
+
+  it("counts nothing from a peer that does not know the target (another config, mid-rollout)", async () => {
+    const hub = new FakeHub("llama", "qwen");
+    const hubB = new FakeHub("llama");
+    hubB.t("llama").pending = 2;
+    const b = await peer(hubB);
+    const demand = cluster({ hub, staticPeers: [b.url] });
+    await waitFor(() => demand.totals("llama").pending === 2, "B's llama");
+    expect(demand.totals("qwen")).toEqual({ pending: 0, inFlight: 0 });
+  });
+
+  it("keeps a dead peer's last value until staleAfter, then drops it; totals never throws", async () => {
+    const hub = new FakeHub("llama");
+    const hubB = new FakeHub("llama");
+    hubB.t("llama").pending = 4;
+    const b = await peer(hubB);
+    const { log, records } = capturingLogger();
+    const staleAfter = 1500;
+    const demand = cluster({ hub, staticPeers: [b.url], staleAfter, log });
+    await waitFor(() => demand.totals("llama").pending === 4, "B's count");
+
+    await b.close();
+    const diedAt = performance.now();
+    await waitFor(
+      () => records.some((r) => r.msg.startsWith("peer unreachable") && r.peer === b.url),
+      "a failed poll of B",
+    );
+    // Polls have failed, yet within staleAfter B still counts with its last value, not as 0.
+    const kept = demand.totals("llama").pending;
+    const within = performance.now() - diedAt < staleAfter;
+    if (within) expect(kept).toBe(4);
+
+    let calls = 0;
+    await waitFor(() => {
+      calls++;
+      return demand.totals("llama").pending === 0;
+    }, "B's value to go stale");
+    expect(calls).toBeGreaterThan(1);
+    // Dropped no earlier than staleAfter after its last answer (which came before it died).
+    expect(performance.now() - diedAt).toBeGreaterThanOrEqual(staleAfter - 250);
+    // The cache is pruned (and the drop logged) by the poll after totals() stopped counting it.
+    await waitFor(() => records.some((r) => r.msg.includes("past staleAfter")), "the drop to be logged");
+    // The local count still counts.
+    hub.t("llama").pending = 1;
+    expect(demand.totals("llama")).toEqual({ pending: 1, inFlight: 0 });
+  });
+
+  it("treats an error status or a malformed body like an unreachable peer (last value kept)", async () => {
+    const hub = new FakeHub("llama");
+    let mode: "ok" | "500" | "garbage" = "ok";
+    const server = createServer((_req, res) => {
+      if (mode === "500") res.writeHead(500).end();
+      else if (mode === "garbage") res.writeHead(200).end('{"pending":"lots"}');
+      else res.writeHead(200).end('{"target":"llama","pending":3,"inFlight":0,"ready":false}');
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    cleanup(() => new Promise((r) => server.close(r)));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const { log, records } = capturingLogger();
+    const demand = cluster({ hub, staticPeers: [url], log });
+    await waitFor(() => demand.totals("llama").pending === 3, "the peer's count");
+    for (const m of ["500", "garbage"] as const) {
+      mode = m;
+      const n = records.filter((r) => r.msg.startsWith("peer unreachable")).length;
+      await waitFor(
+        () => records.filter((r) => r.msg.startsWith("peer unreachable")).length > n,
+        `a failed poll (${m})`,
+      );
+      expect(demand.totals("llama").pending).toBe(3);
+      mode = "ok";
+      await waitFor(() => records.some((r) => r.msg === "peer reachable again"), "recovery");
+      records.length = 0;
+    }
+  });
+
+  it("never overlaps its polls and bounds each one with a timeout; stop() is prompt", async () => {
+    const hub = new FakeHub("llama");
+    let open = 0;
+    let maxOpen = 0;
+    let requests = 0;
+    // A peer that never answers: each request hangs until the client gives up.
+    const server = createServer((req) => {
+      requests++;
+      open++;
+      maxOpen = Math.max(maxOpen, open);
+      req.socket.once("close", () => open--);
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    cleanup(async () => {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    });
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    hub.t("llama").pending = 1;
+    const demand = createClusterDemand({
+      hub,
+      staticPeers: [url],
+      interval: 10,
+      timeout: 150,
+      staleAfter: 30_000,
+      adminPort: 0,
+      log: testLogger(),
+    });
+    // Several timeouts' worth of ticks.
+    await waitFor(() => requests >= 3, "the poll to time out and run again");
+    expect(maxOpen).toBe(1);
+    // totals() answers at once from the cache while polls hang.
+    expect(demand.totals("llama")).toEqual({ pending: 1, inFlight: 0 });
+    const started = performance.now();
+    await demand.stop();
+    expect(performance.now() - started).toBeLessThan(1000);
+    const after = requests;
+    await new Promise((r) => setTimeout(r, 100));
+    expect(requests).toBe(after);
+    expect(demand.totals("llama")).toEqual({ pending: 1, inFlight: 0 });
+  });
+
+  it("stops polling and forgets peers on stop()", async () => {
+    const hub = new FakeHub("llama");
+    const hubB = new FakeHub("llama");
+    hubB.t("llama").pending = 2;
+    const b = await peer(hubB);
+    const demand = cluster({ hub, staticPeers: [b.url] });
+    await waitFor(() => demand.totals("llama").pending === 2, "B's count");
+    await demand.stop();
+    const asked = b.asked.get("llama");
+    await new Promise((r) => setTimeout(r, 100));
+    expect(b.asked.get("llama")).toBe(asked);
+    expect(demand.totals("llama")).toEqual({ pending: 0, inFlight: 0 });
+  });
+});
+
+/**
+ * Just enough of the Kubernetes API for discovery: the EndpointSlice list of one namespace,
+ * filtered by the service-name label, with a KubeConfig pointing at it.
+ */
+async function sliceApi(namespace: string) {
+  const state = {
+    slices: [] as V1EndpointSlice[],
+    fail: false,
+    hang: false,
+    hung: 0,
+    selectors: [] as string[],
+  };
+  const server = createServer((req, res) => {
+    const url = new URL(req.url ?? "/", "http://x");
+    if (url.pathname !== `/apis/discovery.k8s.io/v1/namespaces/${namespace}/endpointslices`) {
+      res.writeHead(404, { "content-type": "application/json" }).end('{"kind":"Status","code":404}');
+      return;
+    }
+    if (state.hang) {
+      state.hung++;
+      return; // never answers
+    }
+    if (state.fail) {
+      res.writeHead(500, { "content-type": "application/json" }).end('{"kind":"Status","code":500}');
+      return;
+    }
+    const selector = url.searchParams.get("labelSelector") ?? "";
+    state.selectors.push(selector);
+    const [key, value] = selector.split("=");
+    const items = state.slices.filter((s) => key && s.metadata?.labels?.[key] === value);
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end(
+      JSON.stringify({
+        kind: "EndpointSliceList",
+        apiVersion: "discovery.k8s.io/v1",
+        metadata: { resourceVersion: "1" },
+        items,
+      }),
+    );
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  cleanup(async () => {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  });
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromOptions({
+    clusters: [
+      {
+        name: "fake",
+        server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+        skipTLSVerify: true,
+      },
+    ],
+    users: [{ name: "fake" }],
+    contexts: [{ name: "fake", cluster: "fake", user: "fake" }],
+    currentContext: "fake",
+  });
+  return { state, kubeConfig };
+}
+
+/** One slice of coldfront's own Service, its admin port `port`, endpoints at `addresses`. */
+function peerSlice(service: string, port: number, addresses: string[]): V1EndpointSlice {
+  return {
+    addressType: "IPv4",
+    metadata: { name: `${service}-${port}`, labels: { "kubernetes.io/service-name": service } },
+    ports: [{ name: "admin", port, protocol: "TCP" }],
+    endpoints: addresses.map((a) => ({ addresses: [a], conditions: { ready: true } })),
+  };
+}
+
+describe("EndpointSlice discovery", () => {
+  it("polls the ready endpoints of its own Service, drops one gone from it at once, keeps peers when the API fails", async () => {
+    // This replica's address, as the downward API gives it; its own endpoint must be left out.
+    const podIp = process.env.POD_IP;
+    process.env.POD_IP = "10.255.0.1";
+    cleanup(() => {
+      if (podIp === undefined) delete process.env.POD_IP;
+      else process.env.POD_IP = podIp;
+    });
+    const hub = new FakeHub("llama");
+    const hubB = new FakeHub("llama");
+    const hubC = new FakeHub("llama");
+    hubB.t("llama").pending = 2;
+    hubC.t("llama").pending = 3;
+    const [b, c] = [await peer(hubB), await peer(hubC)];
+    const api = await sliceApi("serving");
+    api.state.slices = [
+      // Peers sit on one address with different ports here; in a cluster, one port and many IPs.
+      peerSlice("coldfront-peers", b.port, ["127.0.0.1"]),
+      peerSlice("coldfront-peers", c.port, ["127.0.0.1", "10.255.0.1"]),
+      peerSlice("other-service", c.port, ["127.0.0.1"]),
+    ];
+    const { log, records } = capturingLogger();
+    const demand = cluster({
+      hub,
+      peers: { namespace: "serving", service: "coldfront-peers" },
+      kubeConfig: api.kubeConfig,
+      discoveryInterval: 30,
+      adminPort: 1,
+      log,
+    });
+    await waitFor(() => demand.totals("llama").pending === 5, "B + C through discovery");
+    expect(api.state.selectors[0]).toBe("kubernetes.io/service-name=coldfront-peers");
+    expect(records.some((r) => r.msg === "peer joined" && r.peer === `http://10.255.0.1:${c.port}`)).toBe(
+      false,
+    );
+
+    // The API server fails: discovery keeps the last peers and says so once.
+    api.state.fail = true;
+    await waitFor(() => records.some((r) => r.msg.startsWith("peer discovery failed")), "the failure");
+    expect(demand.totals("llama").pending).toBe(5);
+    api.state.fail = false;
+
+    // C leaves the Service while it still answers: only discovery can explain the drop.
+    api.state.slices = api.state.slices.filter((s) => s.ports?.[0]?.port !== c.port);
+    await waitFor(() => demand.totals("llama").pending === 2, "C to be dropped");
+    expect(records.some((r) => r.msg === "peer left" && r.peer === c.url)).toBe(true);
+
+    // A hung API server does not hang stop(): the list call is aborted.
+    api.state.hang = true;
+    await waitFor(() => api.state.hung > 0, "a hung list call");
+    const started = performance.now();
+    await demand.stop();
+    expect(performance.now() - started).toBeLessThan(3000);
+  });
+});
+
+describe("peersFromSlices", () => {
+  const slice = (s: Partial<V1EndpointSlice>): V1EndpointSlice =>
+    ({ addressType: "IPv4", endpoints: [], ...s }) as V1EndpointSlice;
+
+  it("takes ready endpoints on the admin port, without this replica, each once", () => {
+    const slices = [
+      slice({
+        ports: [
+          { name: "http", port: 8080 },
+          { name: "admin", port: 9095 },
+        ],
+        endpoints: [
+          { addresses: ["10.0.0.1"], conditions: { ready: true } },
+          { addresses: ["10.0.0.2"], conditions: { ready: false } },
+          { addresses: ["10.0.0.3"] }, // ready unset: Kubernetes says read it as ready
+          { addresses: ["10.0.0.9"], conditions: { ready: true } }, // this replica
+        ],
+      }),
+      // The same endpoint in a second slice during a transition: listed once.
+      slice({ ports: [{ name: "admin", port: 9095 }], endpoints: [{ addresses: ["10.0.0.1"] }] }),
+      // No port named admin: the configured admin port.
+      slice({ ports: [{ name: "metrics", port: 1234 }], endpoints: [{ addresses: ["10.0.1.1"] }] }),
+      slice({ addressType: "IPv6", endpoints: [{ addresses: ["fd00::5"] }] }),
+      slice({ addressType: "FQDN", endpoints: [{ addresses: ["peer.example"] }] }),
+    ];
+    expect(peersFromSlices(slices, 9090, new Set(["10.0.0.9"]))).toEqual([
+      "http://10.0.0.1:9095",
+      "http://10.0.0.3:9095",
+      "http://10.0.1.1:9090",
+      "http://[fd00::5]:9090",
+    ]);
+  });
+});
+
+describe("selfAddresses", () => {
+  it("is POD_IP/POD_IPS when set, else this machine's interface addresses", () => {
+    expect([...selfAddresses({ POD_IP: "10.1.2.3", POD_IPS: "10.1.2.3,fd00::3" })]).toEqual([
+      "10.1.2.3",
+      "fd00::3",
+    ]);
+    expect(selfAddresses({}).has("127.0.0.1")).toBe(true);
+  });
+});
