@@ -3,6 +3,7 @@
  * never queue behind client traffic and clients never reach /metrics.
  */
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
+import { ColdfrontError } from "../errors.js";
 import type { GateRegistry } from "../hold/registry.js";
 import type { Metrics } from "../scaling/metrics.js";
 import type { ClusterDemand } from "../scaling/signals.js";
@@ -48,15 +49,9 @@ export function createAdminServer(o: AdminOptions): FastifyInstance {
     async (req, reply) => {
       const gate = o.registry.get(req.params.name);
       if (!gate) {
-        reply.code(404);
-        return {
-          error: {
-            message: `unknown target '${req.params.name}'`,
-            type: "no_route",
-            param: null,
-            code: "no_route",
-          },
-        };
+        const e = new ColdfrontError("no_route", `unknown target '${req.params.name}'`);
+        reply.code(e.status).headers(e.headers());
+        return reply.send(e.body());
       }
       const local = req.query.scope === "local";
       const totals = local ? { pending: gate.pending, inFlight: gate.inFlight } : o.cluster.totals(gate.name);

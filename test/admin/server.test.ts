@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { startColdTarget, startTestApp, useCleanups, waitFor } from "../helpers/app.js";
+import { errorBody, startColdTarget, startTestApp, useCleanups, waitFor } from "../helpers/app.js";
 import { Upstream } from "../helpers/upstream.js";
 
 const defer = useCleanups();
@@ -60,6 +60,8 @@ describe("admin port", () => {
     const after = (await (await fetch(`${app.adminUrl}/status`)).json()) as Status;
     expect(after.targets.llama?.state).toBe("ready");
     expect(after.targets.llama?.lastColdStartMs).toBeGreaterThan(0);
-    expect((await fetch(`${app.adminUrl}/keda/targets/nope`)).status).toBe(404);
+    const unknown = await fetch(`${app.adminUrl}/keda/targets/nope`);
+    expect(unknown.status).toBe(404);
+    expect((await errorBody(unknown)).error.type).toBe("no_route");
   });
 });
