@@ -71,4 +71,7 @@ export async function runProxyCommand(argv: string[]): Promise<void> {
   };
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
+  // A closed terminal: without a handler Node exits at once and a `process` target's command
+  // would outlive coldfront.
+  process.on("SIGHUP", onSignal);
 }
