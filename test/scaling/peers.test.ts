@@ -1,11 +1,12 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { KubeConfig, type V1EndpointSlice } from "@kubernetes/client-node";
+import type { V1EndpointSlice } from "@kubernetes/client-node";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { peersFromSlices, selfAddresses } from "../../src/scaling/peer-discovery.js";
 import { type ClusterDemandOptions, createClusterDemand } from "../../src/scaling/peers.js";
 import { testLogger, useCleanups, waitFor } from "../helpers/app.js";
+import { FakeKube, kubeConfigFor } from "../helpers/fake-kube.js";
 import { FakeHub, PeerAdmin } from "../helpers/keda-client.js";
 
 const cleanup = useCleanups();
@@ -196,72 +197,24 @@ describe("createClusterDemand", () => {
   });
 });
 
-/**
- * Just enough of the Kubernetes API for discovery: the EndpointSlice list of one namespace,
- * filtered by the service-name label, with a KubeConfig pointing at it.
- */
-async function sliceApi(namespace: string) {
-  const state = {
-    slices: [] as V1EndpointSlice[],
-    fail: false,
-    hang: false,
-    hung: 0,
-    selectors: [] as string[],
-  };
-  const server = createServer((req, res) => {
-    const url = new URL(req.url ?? "/", "http://x");
-    if (url.pathname !== `/apis/discovery.k8s.io/v1/namespaces/${namespace}/endpointslices`) {
-      res.writeHead(404, { "content-type": "application/json" }).end('{"kind":"Status","code":404}');
-      return;
-    }
-    if (state.hang) {
-      state.hung++;
-      return; // never answers
-    }
-    if (state.fail) {
-      res.writeHead(500, { "content-type": "application/json" }).end('{"kind":"Status","code":500}');
-      return;
-    }
-    const selector = url.searchParams.get("labelSelector") ?? "";
-    state.selectors.push(selector);
-    const [key, value] = selector.split("=");
-    const items = state.slices.filter((s) => key && s.metadata?.labels?.[key] === value);
-    res.writeHead(200, { "content-type": "application/json" });
-    res.end(
-      JSON.stringify({
-        kind: "EndpointSliceList",
-        apiVersion: "discovery.k8s.io/v1",
-        metadata: { resourceVersion: "1" },
-        items,
-      }),
-    );
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  cleanup(async () => {
-    server.closeAllConnections();
-    await new Promise((r) => server.close(r));
-  });
-  const kubeConfig = new KubeConfig();
-  kubeConfig.loadFromOptions({
-    clusters: [
-      {
-        name: "fake",
-        server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-        skipTLSVerify: true,
-      },
-    ],
-    users: [{ name: "fake" }],
-    contexts: [{ name: "fake", cluster: "fake", user: "fake" }],
-    currentContext: "fake",
-  });
-  return { state, kubeConfig };
+/** The fake API server (test/helpers/fake-kube.ts), stopped after the test. */
+async function sliceApi(): Promise<FakeKube> {
+  const fake = await FakeKube.start();
+  cleanup(() => fake.close());
+  return fake;
 }
 
 /** One slice of coldfront's own Service, its admin port `port`, endpoints at `addresses`. */
 function peerSlice(service: string, port: number, addresses: string[]): V1EndpointSlice {
   return {
+    apiVersion: "discovery.k8s.io/v1",
+    kind: "EndpointSlice",
     addressType: "IPv4",
-    metadata: { name: `${service}-${port}`, labels: { "kubernetes.io/service-name": service } },
+    metadata: {
+      name: `${service}-${port}`,
+      namespace: "serving",
+      labels: { "kubernetes.io/service-name": service },
+    },
     ports: [{ name: "admin", port, protocol: "TCP" }],
     endpoints: addresses.map((a) => ({ addresses: [a], conditions: { ready: true } })),
   };
@@ -282,42 +235,44 @@ describe("EndpointSlice discovery", () => {
     hubB.t("llama").pending = 2;
     hubC.t("llama").pending = 3;
     const [b, c] = [await peer(hubB), await peer(hubC)];
-    const api = await sliceApi("serving");
-    api.state.slices = [
+    const api = await sliceApi();
+    for (const s of [
       // Peers sit on one address with different ports here; in a cluster, one port and many IPs.
       peerSlice("coldfront-peers", b.port, ["127.0.0.1"]),
       peerSlice("coldfront-peers", c.port, ["127.0.0.1", "10.255.0.1"]),
       peerSlice("other-service", c.port, ["127.0.0.1"]),
-    ];
+    ])
+      api.apply(s);
     const { log, records } = capturingLogger();
     const demand = cluster({
       hub,
       peers: { namespace: "serving", service: "coldfront-peers" },
-      kubeConfig: api.kubeConfig,
+      kubeConfig: kubeConfigFor(api),
       discoveryInterval: 30,
       adminPort: 1,
       log,
     });
     await waitFor(() => demand.totals("llama").pending === 5, "B + C through discovery");
-    expect(api.state.selectors[0]).toBe("kubernetes.io/service-name=coldfront-peers");
+    expect(api.requests[0]?.query.get("labelSelector")).toBe("kubernetes.io/service-name=coldfront-peers");
     expect(records.some((r) => r.msg === "peer joined" && r.peer === `http://10.255.0.1:${c.port}`)).toBe(
       false,
     );
 
     // The API server fails: discovery keeps the last peers and says so once.
-    api.state.fail = true;
+    api.failLists(Number.POSITIVE_INFINITY);
     await waitFor(() => records.some((r) => r.msg.startsWith("peer discovery failed")), "the failure");
     expect(demand.totals("llama").pending).toBe(5);
-    api.state.fail = false;
+    api.failLists(0);
 
     // C leaves the Service while it still answers: only discovery can explain the drop.
-    api.state.slices = api.state.slices.filter((s) => s.ports?.[0]?.port !== c.port);
+    api.delete("EndpointSlice", "serving", `coldfront-peers-${c.port}`);
     await waitFor(() => demand.totals("llama").pending === 2, "C to be dropped");
     expect(records.some((r) => r.msg === "peer left" && r.peer === c.url)).toBe(true);
 
     // A hung API server does not hang stop(): the list call is aborted.
-    api.state.hang = true;
-    await waitFor(() => api.state.hung > 0, "a hung list call");
+    api.holdLists();
+    const lists = api.lists;
+    await waitFor(() => api.lists > lists, "a hung list call");
     const started = performance.now();
     await demand.stop();
     expect(performance.now() - started).toBeLessThan(3000);
