@@ -103,6 +103,10 @@ export class Metrics {
     const retries = new Map(RETRY_REASONS.map((r) => [r, this.#retries.labels(target, r)] as const));
     for (const c of outcomes.values()) c.inc(0);
     for (const c of retries.values()) c.inc(0);
+    // Histogram series exist from start too: increase() over a series that appears with its
+    // first observation misses that observation (a pod's first cold start).
+    this.#hold.zero({ target });
+    this.#coldStart.zero({ target });
     const hold = this.#hold.labels(target);
     const coldStart = this.#coldStart.labels(target);
     return {

@@ -24,6 +24,9 @@ describe("admin port", () => {
       expect(text).toContain(`coldfront_in_flight_requests{target="${t}"} 0`);
       expect(text).toContain(`coldfront_requests_total{target="${t}",outcome="forwarded"} 0`);
       expect(text).toContain(`coldfront_replay_retries_total{target="${t}",reason="no_endpoints"} 0`);
+      // Histograms too, so PromQL's increase() counts a pod's first cold start.
+      expect(text).toContain(`coldfront_cold_start_duration_seconds_count{target="${t}"} 0`);
+      expect(text).toContain(`coldfront_hold_duration_seconds_count{target="${t}"} 0`);
     }
     expect(text).toContain('coldfront_target_ready{target="a"} 0');
     expect(text).toContain('coldfront_target_ready{target="b"} 1');
