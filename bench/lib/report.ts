@@ -1,0 +1,90 @@
+/** The results file: machine facts, the issue's targets, then one Markdown table per scenario. */
+import type { Workspace } from "./systems.js";
+
+export interface Table {
+  readonly header: readonly string[];
+  readonly rows: readonly (readonly string[])[];
+}
+
+export interface Section {
+  readonly title: string;
+  /** What is measured and how, one paragraph. */
+  readonly about: string;
+  readonly tables: readonly Table[];
+  readonly notes: readonly string[];
+}
+
+/** One of issue 7's targets, checked against this run. */
+export interface Check {
+  readonly target: string;
+  readonly goal: string;
+  readonly measured: string;
+  /** undefined: not measurable in this run (a system skipped, a scenario failed). */
+  readonly met: boolean | undefined;
+}
+
+export interface ScenarioResult {
+  readonly section: Section;
+  readonly checks: readonly Check[];
+}
+
+/** What every scenario gets from the harness. */
+export interface Context {
+  readonly quick: boolean;
+  readonly ws: Workspace;
+  /** Progress on stderr: the run is long and the results come at the end. */
+  readonly log: (message: string) => void;
+}
+
+/** The five leading columns of every table (DESIGN.md "Benchmarks"); extra columns follow. */
+export const LEAD = (what: string) =>
+  [
+    "system",
+    "req/s",
+    `p50 ms${what ? ` (${what})` : ""}`,
+    `p99 ms${what ? ` (${what})` : ""}`,
+    "req/s vs direct",
+    "req/s vs nginx",
+  ] as const;
+
+function escapeCell(s: string): string {
+  return s.replace(/\|/g, "\\|").replace(/\n/g, " ");
+}
+
+export function markdownTable(t: Table): string {
+  const lines = [
+    `| ${t.header.map(escapeCell).join(" | ")} |`,
+    `| ${t.header.map((_, i) => (i === 0 ? "---" : "---:")).join(" | ")} |`,
+    ...t.rows.map((r) => `| ${r.map(escapeCell).join(" | ")} |`),
+  ];
+  return lines.join("\n");
+}
+
+export function renderSection(s: Section): string {
+  const parts = [`## ${s.title}`, s.about, ...s.tables.map(markdownTable)];
+  if (s.notes.length > 0) parts.push(s.notes.map((n) => `- ${n}`).join("\n"));
+  return parts.join("\n\n");
+}
+
+export function renderChecks(checks: readonly Check[]): string {
+  return markdownTable({
+    header: ["target", "goal", "measured", "met"],
+    rows: checks.map((c) => [
+      c.target,
+      c.goal,
+      c.measured,
+      c.met === undefined ? "n/a" : c.met ? "yes" : "**no**",
+    ]),
+  });
+}
+
+/** A section for a scenario that threw: the run goes on, and the file says what broke. */
+export function failedSection(title: string, err: unknown): Section {
+  const message = err instanceof Error ? (err.stack ?? err.message) : String(err);
+  return {
+    title,
+    about: "This scenario failed; the error follows.",
+    tables: [],
+    notes: [`\`${message.split("\n").slice(0, 6).join(" ⏎ ")}\``],
+  };
+}
