@@ -226,6 +226,7 @@ export class Gate implements TargetSignals {
     ex.onClose(() => this.#onClientGone(ticket));
     this.#armDeadline(ticket, now);
     if (ex.streaming) this.#armKeepalive(ticket, this.#o.hold.keepaliveAfter);
+    ex.forgetJson();
     this.#enqueue(ticket, "tail");
     if (!this.#o.source.ready && this.#coldSince === undefined) {
       this.#coldSince = now;

@@ -41,7 +41,9 @@ export class Exchange {
   readonly arrivedAt: number;
   #json: unknown;
   #jsonParsed: boolean;
-  #controller: AbortController | undefined;
+  #streaming: boolean | undefined;
+  /** The upstream exchange in progress, aborted if the client goes away. */
+  #upstream: { abort(reason: Error): void } | undefined;
   /** We wrote 200 + SSE headers ourselves while the request was held (DESIGN.md step 7). */
   #early = false;
   /** Some status line went to the client (ours or the upstream's). */
@@ -63,7 +65,7 @@ export class Exchange {
     init.res.once("close", () => {
       if (init.res.writableFinished) return;
       this.#closed = true;
-      this.#controller?.abort();
+      this.#upstream?.abort(new Error("client went away"));
       this.#onClose?.();
     });
   }
@@ -81,11 +83,13 @@ export class Exchange {
     return this.#early;
   }
 
-  /** Aborts the upstream request when the client goes away (DESIGN.md step 8). */
-  get signal(): AbortSignal {
-    this.#controller ??= new AbortController();
-    if (this.#closed) this.#controller.abort();
-    return this.#controller.signal;
+  /**
+   * Ties an upstream exchange to this client (DESIGN.md step 8: aborted when the client goes
+   * away); undefined unties it. Returns false when the client is already gone.
+   */
+  attachUpstream(upstream: { abort(reason: Error): void } | undefined): boolean {
+    this.#upstream = upstream;
+    return !this.#closed;
   }
 
   /** One listener for the client going away (the hold queue drops the ticket). */
@@ -104,8 +108,20 @@ export class Exchange {
 
   /** An OpenAI streaming request (`"stream": true`), which may get early SSE headers. */
   get streaming(): boolean {
-    const j = this.json();
-    return typeof j === "object" && j !== null && (j as { stream?: unknown }).stream === true;
+    if (this.#streaming === undefined) {
+      const j = this.json();
+      this.#streaming = typeof j === "object" && j !== null && (j as { stream?: unknown }).stream === true;
+    }
+    return this.#streaming;
+  }
+
+  /**
+   * Drops the parsed body once routing is done: a held request keeps its raw bytes for replay,
+   * and a parsed copy beside them would double what every held request costs in memory.
+   */
+  forgetJson(): void {
+    void this.streaming;
+    this.#json = undefined;
   }
 
   /**

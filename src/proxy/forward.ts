@@ -1,16 +1,17 @@
 /**
- * Sends one exchange to a target's upstream with undici's stream() API, which writes the
- * upstream body straight into the client's socket (DESIGN.md: a pipe, not request() + send()).
+ * Sends one exchange to a target's upstream with undici's dispatch() API and a handler that
+ * writes the upstream body straight into the client's socket (DESIGN.md: a pipe, not request() +
+ * send(); dispatch() also skips the per-request stream and async-scope machinery of stream()).
  * It never answers the client with an error itself: it reports what happened, and the gate
  * decides between replaying, holding again and failing.
  */
-import type { IncomingHttpHeaders } from "node:http";
+import type { IncomingHttpHeaders, ServerResponse } from "node:http";
 import type { Writable } from "node:stream";
-import { Pool } from "undici";
+import { type Dispatcher, Pool } from "undici";
 import { COLD_BODY_LIMIT, type ColdSignals } from "./cold-signals.js";
 import type { Exchange } from "./exchange.js";
 import { upstreamRequestHeaders } from "./headers.js";
-import { Collector, discard } from "./sinks.js";
+import { Collector } from "./sinks.js";
 
 export type ColdReason = "connection_refused" | "no_endpoints";
 
@@ -68,12 +69,14 @@ function errorCode(err: unknown): string | undefined {
 
 export class Forwarder {
   readonly #pool: Pool;
+  readonly #origin: string;
   readonly #basePath: string;
   readonly #cold: ColdSignals;
   readonly #proto: "http" | "https" = "http";
 
   constructor(options: ForwarderOptions) {
     const url = new URL(options.upstream);
+    this.#origin = url.origin;
     this.#basePath = url.pathname.replace(/\/+$/, "");
     this.#cold = options.coldSignals;
     this.#pool = new Pool(url.origin, {
@@ -87,16 +90,12 @@ export class Forwarder {
     });
   }
 
-  async forward(ex: Exchange, heldMs: number | undefined): Promise<ForwardResult> {
-    if (ex.closed) return ABORTED;
-    // Set inside the factory closure, which TypeScript does not follow.
-    let verdict = "relay" as "relay" | "cold" | "check";
-    let status = 0;
-    let resHeaders: IncomingHttpHeaders = {};
-    let collector = undefined as Collector | undefined;
-    try {
-      await this.#pool.stream(
+  forward(ex: Exchange, heldMs: number | undefined): Promise<ForwardResult> {
+    if (ex.closed) return Promise.resolve(ABORTED);
+    return new Promise<ForwardResult>((resolve) => {
+      this.#pool.dispatch(
         {
+          origin: this.#origin,
           path: this.#basePath === "" ? ex.url : this.#basePath + ex.url,
           method: ex.method as "POST",
           headers: upstreamRequestHeaders(ex.rawHeaders, {
@@ -105,41 +104,10 @@ export class Forwarder {
             host: ex.headers.host,
           }),
           body: ex.body ?? null,
-          signal: ex.signal,
         },
-        ({ statusCode, headers }): Writable => {
-          status = statusCode;
-          const h = headers as IncomingHttpHeaders;
-          const v = this.#cold.head(statusCode, h);
-          if (v === "cold") {
-            verdict = "cold";
-            return discard();
-          }
-          if (v === "need-body") {
-            verdict = "check";
-            resHeaders = h;
-            // A long body is no gateway error text: relay it as it comes.
-            collector = new Collector(COLD_BODY_LIMIT, { spill: () => ex.relay(statusCode, h, heldMs) });
-            return collector;
-          }
-          return ex.relay(statusCode, h, heldMs);
-        },
+        new Relay(ex, heldMs, this.#cold, resolve),
       );
-    } catch (err) {
-      if (ex.closed) return ABORTED;
-      if (ex.headWritten) return { kind: "broken", error: err as Error };
-      if (verdict === "cold") return COLD_NO_ENDPOINTS;
-      const code = errorCode(err);
-      if (code !== undefined && NOT_CONNECTED.has(code)) return COLD_REFUSED;
-      return { kind: "failed", error: err as Error };
-    }
-    if (verdict === "cold") return COLD_NO_ENDPOINTS;
-    if (verdict === "check" && collector && !collector.spilled) {
-      const body = collector.body;
-      if (this.#cold.body(status, resHeaders, body.toString("utf8"))) return COLD_NO_ENDPOINTS;
-      ex.relay(status, resHeaders, heldMs).end(body);
-    }
-    return status === 200 ? SENT_OK : { kind: "sent", status };
+    });
   }
 
   async close(): Promise<void> {
@@ -149,5 +117,178 @@ export class Forwarder {
   /** Cuts every upstream connection at once (end of the shutdown grace period). */
   async destroy(): Promise<void> {
     await this.#pool.destroy();
+  }
+}
+
+/**
+ * One upstream exchange as an undici dispatch handler. On the response head it decides where the
+ * body goes: the client (relay), nowhere (a cold signal), or a bounded buffer (a status that
+ * might be a cold signal, decided by its body). It settles its promise exactly once.
+ *
+ * Chunks parsed from one socket read are written to the client as one write, in a microtask of
+ * that read: an SSE stream arrives as many small chunked-encoding pieces, and a socket write per
+ * piece costs more than the relay itself. Nothing waits for a later read, so this is no buffering
+ * (a paced stream's chunks each arrive in their own read and go out at once).
+ */
+class Relay implements Dispatcher.DispatchHandler {
+  readonly #ex: Exchange;
+  readonly #heldMs: number | undefined;
+  readonly #cold: ColdSignals;
+  readonly #resolve: (r: ForwardResult) => void;
+  #controller: Dispatcher.DispatchController | undefined;
+  #mode: "relay" | "cold" | "check" = "relay";
+  #status = 0;
+  #headers: IncomingHttpHeaders = {};
+  /** Where body chunks go; undefined drops them (a cold signal's body). */
+  #sink: Writable | undefined;
+  /** The client's response itself is the sink: coalesce and write directly. */
+  #direct: ServerResponse | undefined;
+  #batch: Buffer[] = [];
+  #batchQueued = false;
+  #wrote = false;
+  #done = false;
+
+  constructor(
+    ex: Exchange,
+    heldMs: number | undefined,
+    cold: ColdSignals,
+    resolve: (r: ForwardResult) => void,
+  ) {
+    this.#ex = ex;
+    this.#heldMs = heldMs;
+    this.#cold = cold;
+    this.#resolve = resolve;
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    // DESIGN.md step 8: the client went away, so the upstream stops generating for nobody.
+    if (!this.#ex.attachUpstream(controller)) controller.abort(new Error("client went away"));
+  }
+
+  onResponseStart(
+    controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: IncomingHttpHeaders,
+  ): void {
+    this.#status = statusCode;
+    const v = this.#cold.head(statusCode, headers);
+    if (v === "cold") {
+      this.#mode = "cold";
+      return;
+    }
+    if (v === "need-body") {
+      this.#mode = "check";
+      this.#headers = headers;
+      // A long body is no gateway error text: relay it as it comes.
+      this.#sink = new Collector(COLD_BODY_LIMIT, {
+        spill: () => this.#ex.relay(statusCode, headers, this.#heldMs),
+      });
+      this.#watch(controller, this.#sink);
+      return;
+    }
+    const out = this.#ex.relay(statusCode, headers, this.#heldMs);
+    if (out === this.#ex.res) this.#direct = this.#ex.res;
+    this.#sink = out;
+    this.#watch(controller, out);
+  }
+
+  onResponseData(_controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.#direct !== undefined) {
+      this.#batch.push(chunk);
+      if (!this.#batchQueued) {
+        this.#batchQueued = true;
+        queueMicrotask(this.#flush);
+      }
+      return;
+    }
+    if (this.#sink !== undefined && !this.#sink.write(chunk)) this.#pause();
+  }
+
+  onResponseEnd(): void {
+    if (this.#direct !== undefined) {
+      this.#flush();
+      this.#direct.end();
+      this.#finish(this.#status === 200 ? SENT_OK : { kind: "sent", status: this.#status });
+      return;
+    }
+    if (this.#mode === "cold") {
+      this.#finish(COLD_NO_ENDPOINTS);
+      return;
+    }
+    const sink = this.#sink;
+    if (this.#mode === "check" && sink instanceof Collector && !sink.spilled) {
+      const body = sink.body;
+      if (this.#cold.body(this.#status, this.#headers, body.toString("utf8"))) {
+        this.#finish(COLD_NO_ENDPOINTS);
+        return;
+      }
+      this.#ex.relay(this.#status, this.#headers, this.#heldMs).end(body);
+    } else {
+      sink?.end();
+    }
+    this.#finish(this.#status === 200 ? SENT_OK : { kind: "sent", status: this.#status });
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    const ex = this.#ex;
+    if (this.#direct !== undefined) this.#flush();
+    if (ex.closed) {
+      this.#finish(ABORTED);
+      return;
+    }
+    if (ex.headWritten) {
+      // Bytes of the upstream's answer are out: the client can only see it cut.
+      if (this.#wrote) ex.res.destroy(err);
+      else if (this.#sink !== undefined && this.#sink !== ex.res) this.#sink.destroy(err);
+      this.#finish({ kind: "broken", error: err });
+      return;
+    }
+    if (this.#mode === "cold") {
+      this.#finish(COLD_NO_ENDPOINTS);
+      return;
+    }
+    const code = errorCode(err);
+    this.#finish(
+      code !== undefined && NOT_CONNECTED.has(code) ? COLD_REFUSED : { kind: "failed", error: err },
+    );
+  }
+
+  readonly #flush = (): void => {
+    this.#batchQueued = false;
+    const res = this.#direct;
+    const batch = this.#batch;
+    if (res === undefined || batch.length === 0) return;
+    this.#batch = [];
+    if (res.destroyed || res.writableEnded) return;
+    this.#wrote = true;
+    const ok = res.write(batch.length === 1 ? (batch[0] as Buffer) : Buffer.concat(batch));
+    if (!ok) this.#pause();
+  };
+
+  /** Backpressure: stop reading the upstream until the client's socket drains. */
+  #pause(): void {
+    const c = this.#controller;
+    const sink = this.#direct ?? this.#sink;
+    if (c === undefined || sink === undefined || c.paused) return;
+    c.pause();
+    sink.once("drain", () => {
+      if (!c.aborted) c.resume();
+    });
+  }
+
+  /** A sink that fails (the client's socket, or a spill target) aborts the upstream. */
+  #watch(controller: Dispatcher.DispatchController, sink: Writable): void {
+    if (sink === this.#ex.res) return; // the Exchange's close listener covers the client
+    sink.once("error", (err: Error) => {
+      if (!controller.aborted) controller.abort(err);
+    });
+  }
+
+  #finish(result: ForwardResult): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#ex.attachUpstream(undefined);
+    this.#resolve(result);
   }
 }

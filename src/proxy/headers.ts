@@ -26,7 +26,8 @@ const REQUEST_DROPPED = new Set([...HOP_BY_HOP, "host", "content-length", "expec
 
 /** Names listed in Connection are hop-by-hop too (RFC 9110 §7.6.1). */
 function connectionListed(value: string | string[] | undefined): Set<string> | undefined {
-  if (value === undefined) return undefined;
+  // The common values list no field: skip the split on the warm path.
+  if (value === undefined || value === "keep-alive" || value === "close") return undefined;
   const text = Array.isArray(value) ? value.join(",") : value;
   let listed: Set<string> | undefined;
   for (const part of text.split(",")) {

@@ -40,6 +40,9 @@ export function createClientServer(o: ClientServerOptions): FastifyInstance {
     // Per-request logs cost throughput on the warm path and would carry URLs; lifecycle events
     // (holds, readiness, timeouts) are logged by the gates instead.
     logController: new LogController({ disableRequestLogging: true }),
+    // No per-request child logger either: nothing logs per request here, and one is an allocation
+    // per request on the warm path.
+    childLoggerFactory: (logger) => logger,
     bodyLimit: o.maxBodyBytes,
     // fastify's own 503 on close is not in our vocabulary; shutdown answers are ours.
     return503OnClosing: false,

@@ -1,14 +1,5 @@
-/** Small Writables that undici's stream() can write a response body into instead of the client. */
+/** A Writable that the forwarder writes a response body into instead of the client. */
 import { Writable } from "node:stream";
-
-/** Drops everything: the body of a cold-signal answer that no client will see. */
-export function discard(): Writable {
-  return new Writable({
-    write(_chunk, _enc, cb) {
-      cb();
-    },
-  });
-}
 
 /**
  * Buffers a body up to `limit` bytes. Past the limit it stops buffering and hands over to the
