@@ -50,6 +50,7 @@ const { values } = parseArgs({
     only: { type: "string" },
     "keep-tmp": { type: "boolean", default: false },
     "node-options": { type: "string" },
+    held: { type: "string" },
   },
 });
 const only = new Set<Scenario>(
@@ -77,7 +78,12 @@ const t0 = performance.now();
 const log = (message: string) => {
   process.stderr.write(`[bench ${((performance.now() - t0) / 1000).toFixed(1).padStart(6)} s] ${message}\n`);
 };
-const ctx: Context = { quick: values.quick, ws, log };
+const held = values.held?.split(",").map((n) => Number(n.trim()));
+if (held?.some((n) => !Number.isInteger(n) || n < 1)) {
+  process.stderr.write(`--held takes whole numbers separated by commas, got '${values.held}'\n`);
+  process.exit(2);
+}
+const ctx: Context = { quick: values.quick, ws, log, ...(held ? { held } : {}) };
 
 let interrupted = false;
 for (const signal of ["SIGINT", "SIGTERM"] as const) {

@@ -31,6 +31,8 @@ export interface ScenarioResult {
 /** What every scenario gets from the harness. */
 export interface Context {
   readonly quick: boolean;
+  /** `--held`: the hold-capacity sizes instead of the defaults. */
+  readonly held?: readonly number[];
   readonly ws: Workspace;
   /** Progress on stderr: the run is long and the results come at the end. */
   readonly log: (message: string) => void;

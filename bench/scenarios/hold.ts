@@ -106,7 +106,7 @@ async function holdRun(ctx: Context, n: number): Promise<HoldRun> {
 export async function holdCapacity(ctx: Context): Promise<ScenarioResult> {
   const limit = openFilesLimit();
   const cap = limit.hard - FD_MARGIN;
-  const wanted = ctx.quick ? [1000] : [1000, 10_000];
+  const wanted = ctx.held ?? (ctx.quick ? [1000] : [1000, 10_000]);
   const sizes = wanted.map((n) => Math.min(n, cap));
   const notes = [
     `Open-files limit: soft ${limit.soft}, hard ${limit.hard}; every child runs with its soft limit raised to the hard one.`,

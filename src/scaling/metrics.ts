@@ -33,14 +33,23 @@ export interface TargetMetrics {
   retry(reason: RetryReason): void;
 }
 
+interface OutcomeTally {
+  readonly counts: number[];
+  readonly reported: number[];
+  readonly children: { inc(value?: number): void }[];
+}
+
 export class Metrics {
   readonly registry = new Registry();
   readonly #requests: Counter<"target" | "outcome">;
   readonly #hold: Histogram<"target">;
   readonly #coldStart: Histogram<"target">;
   readonly #retries: Counter<"target" | "reason">;
+  /** Outcome counts kept as plain numbers on the warm path, handed to the counter at scrape. */
+  readonly #tallies: OutcomeTally[] = [];
 
   constructor(hub: SignalHub) {
+    const tallies = this.#tallies;
     collectDefaultMetrics({ register: this.registry });
     const registers = [this.registry];
     new Gauge({
@@ -75,6 +84,19 @@ export class Metrics {
       help: "Requests by how they ended.",
       labelNames: ["target", "outcome"],
       registers,
+      // A labelled inc() hashes its labels; every request ends with one, so the warm path only
+      // bumps a number and the scrape adds what came since the last one.
+      collect() {
+        for (const t of tallies) {
+          for (let i = 0; i < OUTCOMES.length; i++) {
+            const delta = (t.counts[i] as number) - (t.reported[i] as number);
+            if (delta > 0) {
+              t.children[i]?.inc(delta);
+              t.reported[i] = t.counts[i] as number;
+            }
+          }
+        }
+      },
     });
     this.#hold = new Histogram({
       name: "coldfront_hold_duration_seconds",
@@ -99,9 +121,15 @@ export class Metrics {
   }
 
   forTarget(target: string): TargetMetrics {
-    const outcomes = new Map(OUTCOMES.map((o) => [o, this.#requests.labels(target, o)] as const));
+    const tally: OutcomeTally = {
+      counts: new Array<number>(OUTCOMES.length).fill(0),
+      reported: new Array<number>(OUTCOMES.length).fill(0),
+      children: OUTCOMES.map((o) => this.#requests.labels(target, o)),
+    };
+    this.#tallies.push(tally);
+    const index = new Map(OUTCOMES.map((o, i) => [o, i] as const));
     const retries = new Map(RETRY_REASONS.map((r) => [r, this.#retries.labels(target, r)] as const));
-    for (const c of outcomes.values()) c.inc(0);
+    for (const c of tally.children) c.inc(0);
     for (const c of retries.values()) c.inc(0);
     // Histogram series exist from start too: increase() over a series that appears with its
     // first observation misses that observation (a pod's first cold start).
@@ -110,7 +138,10 @@ export class Metrics {
     const hold = this.#hold.labels(target);
     const coldStart = this.#coldStart.labels(target);
     return {
-      outcome: (o) => outcomes.get(o)?.inc(),
+      outcome: (o) => {
+        const i = index.get(o);
+        if (i !== undefined) tally.counts[i] = (tally.counts[i] as number) + 1;
+      },
       held: (s) => hold.observe(s),
       coldStart: (s) => coldStart.observe(s),
       retry: (r) => retries.get(r)?.inc(),
