@@ -1,7 +1,7 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { V1EndpointSlice } from "@kubernetes/client-node";
-import { pino } from "pino";
+import Fastify from "fastify";
 import { describe, expect, it } from "vitest";
 import { peersFromSlices, selfAddresses } from "../../src/scaling/peer-discovery.js";
 import { type ClusterDemandOptions, createClusterDemand } from "../../src/scaling/peers.js";
@@ -14,7 +14,10 @@ const cleanup = useCleanups();
 /** A logger whose records the test can read (peers log, rather than throw, what goes wrong). */
 function capturingLogger() {
   const records: { level: number; msg: string; peer?: string }[] = [];
-  const log = pino({ level: "debug" }, { write: (line: string) => records.push(JSON.parse(line)) });
+  // pino through fastify, as the app gets it (pino itself is fastify's dependency, not ours).
+  const log = Fastify({
+    logger: { level: "debug", stream: { write: (line: string) => records.push(JSON.parse(line)) } },
+  }).log;
   return { log, records };
 }
 
