@@ -16,7 +16,7 @@ import { createClientServer } from "./proxy/server.js";
 import { createPauseSource, createReadinessSource, KubeConfigProvider } from "./readiness/index.js";
 import type { PauseSource, ReadinessSource } from "./readiness/source.js";
 import { Metrics } from "./scaling/metrics.js";
-import type { ClusterDemand, SignalHub } from "./scaling/signals.js";
+import { type ClusterDemand, localDemand, type SignalHub } from "./scaling/signals.js";
 
 export interface AppOptions {
   /** A pino logger; by default one at config.log.level on stdout. */
@@ -45,17 +45,6 @@ function urlOf(address: AddressInfo | string | null, scheme = "http"): string {
     throw new Error(`unexpected listen address ${address}`);
   const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
   return `${scheme}://${host}:${address.port}`;
-}
-
-/** Demand of this replica alone: the default when no peers are configured. */
-function localDemand(hub: SignalHub): ClusterDemand {
-  return {
-    totals: (name) => {
-      const t = hub.get(name);
-      return { pending: t?.pending ?? 0, inFlight: t?.inFlight ?? 0 };
-    },
-    stop: async () => {},
-  };
 }
 
 export async function startApp(config: Config, options: AppOptions = {}): Promise<App> {
@@ -108,6 +97,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   let cluster: ClusterDemand = localDemand(registry);
   const adminPort = config.admin.port;
   if (config.scaler?.peers) {
+    // Loaded only with peers: discovery brings in @kubernetes/client-node.
     const { createClusterDemand } = await import("./scaling/peers.js");
     cluster = createClusterDemand({
       hub: registry,

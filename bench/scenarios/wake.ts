@@ -7,8 +7,8 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { Agent, request } from "undici";
+import { KedaClient } from "../../test/helpers/keda-client.js";
 import { targetCounts } from "../lib/admin.js";
-import { KedaClient } from "../lib/keda.js";
 import { freePort, poll } from "../lib/procs.js";
 import { type Context, LEAD, type ScenarioResult } from "../lib/report.js";
 import { fmt, max, percentile } from "../lib/stats.js";
@@ -35,10 +35,10 @@ export async function wakeSignal(ctx: Context): Promise<ScenarioResult> {
     ctx.log(`wake: ${reps} repetitions`);
     // Repetition 0 opens the gRPC channel and is not counted.
     for (let rep = 0; rep <= reps; rep++) {
-      const stream = keda.streamIsActive("model");
+      const stream = keda.streamIsActive({ target: "model" });
       const abort = new AbortController();
       try {
-        await stream.waitFor(false, 0, 10_000);
+        await stream.waitFor((active) => !active, 0, 10_000);
         const from = stream.values.length;
         const t0 = performance.now();
         const held = request(`${cf.url}/v1/chat/completions`, {
@@ -48,7 +48,7 @@ export async function wakeSignal(ctx: Context): Promise<ScenarioResult> {
           dispatcher: agent,
           signal: abort.signal,
         }).catch(() => undefined);
-        const t1 = await stream.waitFor(true, from, 10_000);
+        const t1 = stream.times[await stream.waitFor((active) => active, from, 10_000)] as number;
         if (rep > 0) latencies.push(t1 - t0);
         abort.abort();
         await held;

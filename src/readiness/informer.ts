@@ -5,8 +5,9 @@
  *
  * - It stops for good on any error other than 410 Gone and its own inactivity timeout: a failed
  *   list, a watch answered 4xx/5xx, a connection cut mid-stream (and a credential plugin that
- *   throws before a watch becomes an unhandled rejection). Here every such error restarts a fresh ListWatch after a capped exponential backoff
- *   (reset once a run stayed healthy for a while), but never after our own stop().
+ *   throws before a watch becomes an unhandled rejection). Here every such error restarts a
+ *   fresh ListWatch after a capped exponential backoff (reset once a run stayed healthy for a
+ *   while), but never after our own stop().
  * - It never asks for bookmarks, so a quiet but healthy watch looks like a dead one. Here every
  *   watch asks for them (`allowWatchBookmarks`) and for a server-side `timeoutSeconds`, as
  *   client-go's reflector does.

@@ -81,20 +81,8 @@ export class ProbeSource implements ReadinessSource {
   async #probe(): Promise<void> {
     if (this.#running || this.#stopped) return;
     this.#running = true;
-    let ok = false;
-    try {
-      const res = await request(this.#o.url, {
-        dispatcher: this.#agent,
-        headersTimeout: this.#o.timeout,
-        bodyTimeout: this.#o.timeout,
-        signal: AbortSignal.timeout(this.#o.timeout),
-      });
-      await res.body.dump();
-      ok = res.statusCode >= 200 && res.statusCode < 300;
-      this.#lastError = ok ? undefined : `status ${res.statusCode}`;
-    } catch (err) {
-      this.#lastError = (err as Error).message;
-    }
+    const { ok, error } = await probeOnce(this.#o.url, this.#agent, this.#o.timeout);
+    this.#lastError = error;
     this.#probes++;
     this.#running = false;
     if (this.#stopped) return;
@@ -111,5 +99,29 @@ export class ProbeSource implements ReadinessSource {
       },
       this.#held && !ok ? this.#o.heldInterval : this.#o.interval,
     );
+  }
+}
+
+/**
+ * One health check: `url` answers 2xx within `timeout`. Never throws; `error` says why not. Shared
+ * by the sources that poll a URL (probe, process).
+ */
+export async function probeOnce(
+  url: string,
+  dispatcher: Agent,
+  timeout: number,
+): Promise<{ ok: boolean; error: string | undefined }> {
+  try {
+    const res = await request(url, {
+      dispatcher,
+      headersTimeout: timeout,
+      bodyTimeout: timeout,
+      signal: AbortSignal.timeout(timeout),
+    });
+    await res.body.dump();
+    const ok = res.statusCode >= 200 && res.statusCode < 300;
+    return { ok, error: ok ? undefined : `status ${res.statusCode}` };
+  } catch (err) {
+    return { ok: false, error: (err as Error).message };
   }
 }

@@ -16,9 +16,10 @@
  */
 import { performance } from "node:perf_hooks";
 import type { FastifyBaseLogger } from "fastify";
-import { Agent, request } from "undici";
+import { Agent } from "undici";
 import type { TargetConfig } from "../config/schema.js";
 import { ChildGroup, type ExitInfo } from "./child.js";
+import { probeOnce } from "./probe.js";
 import { type Demand, Listeners, type ReadinessSource } from "./source.js";
 
 export type ProcessOptions = NonNullable<NonNullable<TargetConfig["readiness"]>["process"]>;
@@ -175,21 +176,7 @@ export class ProcessSource implements ReadinessSource {
   /** One probe of the current run; schedules the next. Never throws. */
   async #probe(run: ChildGroup): Promise<void> {
     if (run !== this.#run || !this.#agent) return;
-    let ok = false;
-    let error: string | undefined;
-    try {
-      const res = await request(this.#o.url, {
-        dispatcher: this.#agent,
-        headersTimeout: PROBE_TIMEOUT,
-        bodyTimeout: PROBE_TIMEOUT,
-        signal: AbortSignal.timeout(PROBE_TIMEOUT),
-      });
-      await res.body.dump();
-      ok = res.statusCode >= 200 && res.statusCode < 300;
-      if (!ok) error = `status ${res.statusCode}`;
-    } catch (err) {
-      error = (err as Error).message;
-    }
+    const { ok, error } = await probeOnce(this.#o.url, this.#agent, PROBE_TIMEOUT);
     // The run may have ended, or been told to stop, while the probe was out.
     if (run !== this.#run || (this.#state !== "starting" && this.#state !== "ready")) return;
     if (ok) {

@@ -34,8 +34,8 @@ export interface TargetMetrics {
 }
 
 interface OutcomeTally {
+  /** Outcomes since the last scrape, per OUTCOMES index. */
   readonly counts: number[];
-  readonly reported: number[];
   readonly children: { inc(value?: number): void }[];
 }
 
@@ -89,10 +89,10 @@ export class Metrics {
       collect() {
         for (const t of tallies) {
           for (let i = 0; i < OUTCOMES.length; i++) {
-            const delta = (t.counts[i] as number) - (t.reported[i] as number);
-            if (delta > 0) {
-              t.children[i]?.inc(delta);
-              t.reported[i] = t.counts[i] as number;
+            const n = t.counts[i] as number;
+            if (n > 0) {
+              t.children[i]?.inc(n);
+              t.counts[i] = 0;
             }
           }
         }
@@ -123,7 +123,6 @@ export class Metrics {
   forTarget(target: string): TargetMetrics {
     const tally: OutcomeTally = {
       counts: new Array<number>(OUTCOMES.length).fill(0),
-      reported: new Array<number>(OUTCOMES.length).fill(0),
       children: OUTCOMES.map((o) => this.#requests.labels(target, o)),
     };
     this.#tallies.push(tally);

@@ -5,7 +5,8 @@
  * admin base URLs (`http://10.0.0.7:9090`), this replica excluded.
  */
 import { networkInterfaces } from "node:os";
-import type { DiscoveryV1Api, KubeConfig, V1EndpointSlice } from "@kubernetes/client-node";
+import { DiscoveryV1Api, type KubeConfig, type V1EndpointSlice } from "@kubernetes/client-node";
+import { abortable } from "../readiness/informer.js";
 
 export interface PeerDiscovery {
   /** The current peers' admin base URLs; rejects when the list cannot be read (keep the last). */
@@ -39,8 +40,7 @@ export interface EndpointSliceDiscoveryOptions {
  * this runs every few seconds on every replica.
  */
 export async function endpointSliceDiscovery(o: EndpointSliceDiscoveryOptions): Promise<PeerDiscovery> {
-  const k8s = await import("@kubernetes/client-node");
-  const api: DiscoveryV1Api = o.kubeConfig.makeApiClient(k8s.DiscoveryV1Api);
+  const api = o.kubeConfig.makeApiClient(DiscoveryV1Api);
   const self = o.self ?? selfAddresses();
   return {
     describe: `EndpointSlices of service ${o.namespace}/${o.service}`,
@@ -51,19 +51,8 @@ export async function endpointSliceDiscovery(o: EndpointSliceDiscoveryOptions): 
           labelSelector: `kubernetes.io/service-name=${o.service}`,
           resourceVersion: "0",
         },
-        {
-          // The generated client has no timeout of its own; a hung API server must not hang discovery.
-          middleware: [
-            {
-              pre: (ctx) => {
-                ctx.setSignal(signal);
-                return new k8s.Observable(Promise.resolve(ctx));
-              },
-              post: (res) => new k8s.Observable(Promise.resolve(res)),
-            },
-          ],
-          middlewareMergeStrategy: "append",
-        },
+        // The generated client has no timeout of its own; a hung API server must not hang discovery.
+        abortable(signal),
       );
       return peersFromSlices(list.items, o.adminPort, self);
     },

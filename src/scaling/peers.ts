@@ -15,8 +15,15 @@
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { FastifyBaseLogger } from "fastify";
 import { Agent, request } from "undici";
+import { KubeConfigProvider } from "../readiness/index.js";
 import { endpointSliceDiscovery, type PeerDiscovery, staticDiscovery } from "./peer-discovery.js";
-import type { ClusterDemand, DemandTotals, SignalHub } from "./signals.js";
+import {
+  type ClusterDemand,
+  type DemandTotals,
+  localDemand,
+  localTotals,
+  type SignalHub,
+} from "./signals.js";
 
 export interface ClusterDemandOptions {
   readonly hub: SignalHub;
@@ -53,38 +60,15 @@ export interface ClusterDemandOptions {
  * cluster.totals("llama"); // { pending: 3, inFlight: 0 }, summed over replicas
  */
 export function createClusterDemand(o: ClusterDemandOptions): ClusterDemand {
-  if (!o.peers && !(o.staticPeers && o.staticPeers.length > 0)) return new LocalDemand(o.hub);
+  if (!o.peers && !(o.staticPeers && o.staticPeers.length > 0)) return localDemand(o.hub);
   const peers = o.peers;
   const discovery: Promise<PeerDiscovery> = peers
     ? (async () => {
-        const kubeConfig = o.kubeConfig ?? (await defaultKubeConfig());
+        const kubeConfig = o.kubeConfig ?? (await new KubeConfigProvider().get());
         return endpointSliceDiscovery({ ...peers, kubeConfig, adminPort: o.adminPort });
       })()
     : Promise.resolve(staticDiscovery(o.staticPeers ?? []));
   return new PeerDemand(o, discovery);
-}
-
-async function defaultKubeConfig(): Promise<KubeConfig> {
-  const k8s = await import("@kubernetes/client-node");
-  const kc = new k8s.KubeConfig();
-  kc.loadFromDefault();
-  return kc;
-}
-
-function localTotals(hub: SignalHub, target: string): DemandTotals {
-  const t = hub.get(target);
-  return { pending: t?.pending ?? 0, inFlight: t?.inFlight ?? 0 };
-}
-
-class LocalDemand implements ClusterDemand {
-  readonly #hub: SignalHub;
-  constructor(hub: SignalHub) {
-    this.#hub = hub;
-  }
-  totals(target: string): DemandTotals {
-    return localTotals(this.#hub, target);
-  }
-  async stop(): Promise<void> {}
 }
 
 interface Sample {

@@ -35,3 +35,14 @@ export interface ClusterDemand {
   totals(target: string): DemandTotals;
   stop(): Promise<void>;
 }
+
+/** This replica's own counts for one target; 0 for a target it does not know. */
+export function localTotals(hub: SignalHub, target: string): DemandTotals {
+  const t = hub.get(target);
+  return { pending: t?.pending ?? 0, inFlight: t?.inFlight ?? 0 };
+}
+
+/** Demand of this replica alone: what KEDA sees when no peers are configured. */
+export function localDemand(hub: SignalHub): ClusterDemand {
+  return { totals: (target) => localTotals(hub, target), stop: async () => {} };
+}

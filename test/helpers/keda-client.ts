@@ -44,6 +44,8 @@ interface RawClient extends grpc.Client {
 /** The recorded values and end of one StreamIsActive call. */
 export class ActivityRecorder {
   readonly values: boolean[] = [];
+  /** performance.now() at each value's arrival (the benchmarks time the wake signal with it). */
+  readonly times: number[] = [];
   /** Settles with the final status: OK for a clean end, the error's code otherwise. */
   readonly ended: Promise<grpc.StatusObject | grpc.ServiceError>;
   readonly #call: grpc.ClientReadableStream<{ result: boolean }>;
@@ -53,6 +55,7 @@ export class ActivityRecorder {
     this.#call = call;
     call.on("data", (m: { result: boolean }) => {
       this.values.push(m.result);
+      this.times.push(performance.now());
       for (const w of this.#waiters) w();
     });
     this.ended = new Promise((resolve) => {
