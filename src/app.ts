@@ -6,9 +6,12 @@ import type { AddressInfo } from "node:net";
 import type { KubeConfig } from "@kubernetes/client-node";
 import Fastify, { type FastifyBaseLogger } from "fastify";
 import { createAdminServer } from "./admin/server.js";
-import type { Config } from "./config/schema.js";
+import { ApiKeys } from "./auth/api-keys.js";
+import { type Config, trustedProxyList } from "./config/schema.js";
+import { ConfigError } from "./errors.js";
 import { Gate } from "./hold/gate.js";
 import { GateRegistry } from "./hold/registry.js";
+import { ByteBudget } from "./limits/byte-budget.js";
 import { ColdSignals } from "./proxy/cold-signals.js";
 import { Forwarder } from "./proxy/forward.js";
 import { Router } from "./proxy/router.js";
@@ -30,10 +33,13 @@ export interface App {
   readonly adminUrl: string;
   readonly scalerAddress: string | undefined;
   readonly hub: SignalHub;
+  readonly registry: GateRegistry;
+  readonly budget: ByteBudget;
   readonly log: FastifyBaseLogger;
   /**
    * SIGTERM: stop accepting, let held requests be released and streams finish within
-   * shutdown.gracePeriod, answer what is still held with shutting_down, then stop everything.
+   * shutdown.gracePeriod, answer what is still held or still waiting for a head with
+   * shutting_down, then stop everything.
    */
   shutdown(gracePeriod?: number): Promise<void>;
   /** shutdown() with no grace: for tests. */
@@ -47,15 +53,43 @@ function urlOf(address: AddressInfo | string | null, scheme = "http"): string {
   return `${scheme}://${host}:${address.port}`;
 }
 
+/**
+ * A port that cannot be bound is a configuration problem: one line naming the key and the
+ * address, exit code 2 (src/cli.ts), instead of a stack trace.
+ */
+export async function bindOrExplain(
+  key: string,
+  address: { host: string; port: number },
+  listen: () => Promise<unknown>,
+): Promise<void> {
+  try {
+    await listen();
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    const where = `${address.host.includes(":") ? `[${address.host}]` : address.host}:${address.port}`;
+    if (code === "EADDRINUSE")
+      throw new ConfigError(`${key}: ${where} is already in use (another coldfront still running?)`);
+    if (code === "EACCES")
+      throw new ConfigError(`${key}: no permission to listen on ${where} (ports below 1024 need privileges)`);
+    if (code === "EADDRNOTAVAIL")
+      throw new ConfigError(`${key}: ${address.host} is not an address of this machine`);
+    throw err;
+  }
+}
+
 export async function startApp(config: Config, options: AppOptions = {}): Promise<App> {
   const log = options.logger ?? Fastify({ logger: { level: config.log.level } }).log;
   const startedAt = new Date();
   const kube = new KubeConfigProvider(options.kubeConfig);
   const registry = new GateRegistry();
-  const metrics = new Metrics(registry);
+  const budget = new ByteBudget(config.limits.maxHeldBytes);
+  const metrics = new Metrics(registry, () => budget.used);
+  const auth = config.auth ? await ApiKeys.load(config.auth.apiKeys.file, log) : undefined;
   const sources: ReadinessSource[] = [];
   const pauses: PauseSource[] = [];
   const forwarders: Forwarder[] = [];
+  const wakers: { stop(): Promise<void> }[] = [];
+  const targetsForReadiness: { name: string; source: ReadinessSource; pause: PauseSource | undefined }[] = [];
   let shuttingDown = false;
 
   const routed: { config: (typeof config.targets)[number]; target: Gate }[] = [];
@@ -66,7 +100,13 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       upstream: target.upstream,
       coldSignals: new ColdSignals(target.coldSignals),
       idleTimeout: config.limits.upstreamIdleTimeout,
+      headersTimeout: config.limits.upstreamHeadersTimeout,
     });
+    // Loaded only when configured: it brings in @kubernetes/client-node.
+    const waker = target.wake
+      ? await (await import("./wake/index.js")).createScaleWaker(target, log, kube, pause)
+      : undefined;
+    if (waker) wakers.push(waker);
     const gate = new Gate({
       target,
       limits: config.limits,
@@ -78,12 +118,14 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       metrics: metrics.forTarget(target.name),
       log,
       notify: registry.notify,
+      waker,
     });
     registry.add(gate);
     sources.push(source);
     if (pause) pauses.push(pause);
     forwarders.push(forwarder);
     routed.push({ config: target, target: gate });
+    targetsForReadiness.push({ name: target.name, source, pause });
   }
 
   // Sources start in the background: a cold or unreachable backend is normal, and /readyz
@@ -116,32 +158,60 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     cluster,
     log,
     startedAt,
+    processStatus: () => ({
+      heldBytes: budget.used,
+      maxHeldBytes: budget.max,
+      refusedOverBudget: budget.refused,
+    }),
     isReady: () => {
       const reasons: string[] = [];
       if (shuttingDown) reasons.push("shutting down");
-      for (const g of registry.targets()) {
-        const s = sources[registry.targets().indexOf(g)];
-        if (s && !s.synced) reasons.push(`target '${g.name}': readiness source not synced`);
+      for (const t of targetsForReadiness) {
+        if (!t.source.synced) reasons.push(`target '${t.name}': readiness source not synced`);
       }
-      for (const p of pauses) if (!p.synced) reasons.push("a ScaledObject watch has not synced");
       return { ready: reasons.length === 0, reasons };
     },
   });
   const client = createClientServer({
     router: new Router(routed),
     maxBodyBytes: config.limits.maxBodyBytes,
+    requestTimeout: config.limits.requestTimeout,
+    maxConnections: config.limits.maxConnections,
+    budget,
+    auth,
+    trusted: config.trustedProxies.length > 0 ? trustedProxyList(config.trustedProxies) : undefined,
     log,
     startedAt,
     shuttingDown: () => shuttingDown,
   });
 
-  await admin.listen({ host: config.admin.host, port: config.admin.port });
-  await client.listen({ host: config.listen.host, port: config.listen.port });
-
+  const cleanupOnFailure = async () => {
+    auth?.stop();
+    await Promise.allSettled([
+      admin.close(),
+      client.close(),
+      ...sources.map((s) => s.stop()),
+      ...pauses.map((p) => p.stop()),
+      ...wakers.map((w) => w.stop()),
+      cluster.stop(),
+    ]);
+  };
   let scaler: { address: string; close(): Promise<void> } | undefined;
-  if (config.scaler) {
-    const { startGrpcScaler } = await import("./scaling/grpc-scaler.js");
-    scaler = await startGrpcScaler({ listen: config.scaler.listen, hub: registry, cluster, log });
+  try {
+    await bindOrExplain("admin", config.admin, () =>
+      admin.listen({ host: config.admin.host, port: config.admin.port }),
+    );
+    await bindOrExplain("listen", config.listen, () => client.listen(config.listen.host, config.listen.port));
+    if (config.scaler) {
+      const { startGrpcScaler } = await import("./scaling/grpc-scaler.js");
+      const listen = config.scaler.listen;
+      await bindOrExplain("scaler.listen", listen, async () => {
+        scaler = await startGrpcScaler({ listen, hub: registry, cluster, log });
+      });
+    }
+  } catch (err) {
+    await cleanupOnFailure();
+    throw err;
   }
 
   const clientUrl = urlOf(client.server.address());
@@ -165,24 +235,28 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       const closed = client.close();
       client.server.closeIdleConnections();
       const deadline = Date.now() + gracePeriod;
-      const busy = () => registry.targets().some((g) => g.pending > 0 || g.inFlight > 0);
+      const busy = () => registry.targets().some((g) => g.held > 0 || g.inFlight > 0);
       while (busy() && Date.now() < deadline) {
         await new Promise((r) => setTimeout(r, Math.min(50, Math.max(1, deadline - Date.now()))));
       }
+      // Grace is over: everyone still waiting for an answer gets one before connections are cut.
       for (const g of registry.targets()) {
         g.rejectHeld("shutting_down", "coldfront is shutting down; retry to reach another replica");
       }
-      // Grace is over: cut streams still running.
+      // Let those answers reach the sockets before the cut.
+      await new Promise((r) => setImmediate(r));
       client.server.closeAllConnections();
       await Promise.all(forwarders.map((f) => f.destroy()));
       await closed;
       for (const g of registry.targets()) g.close();
+      auth?.stop();
       await Promise.allSettled([
         admin.close(),
         scaler?.close(),
         cluster.stop(),
         ...sources.map((s) => s.stop()),
         ...pauses.map((p) => p.stop()),
+        ...wakers.map((w) => w.stop()),
       ]);
       log.info("coldfront stopped");
     })();
@@ -194,6 +268,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     adminUrl,
     scalerAddress: scaler?.address,
     hub: registry,
+    registry,
+    budget,
     log,
     shutdown,
     close: () => shutdown(0),

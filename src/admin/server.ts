@@ -16,6 +16,8 @@ export interface AdminOptions {
   /** Listeners up and every readiness source synced; false while shutting down. */
   readonly isReady: () => { ready: boolean; reasons: string[] };
   readonly startedAt: Date;
+  /** Process-wide facts for /status (the byte budget). */
+  readonly processStatus?: () => Record<string, unknown>;
 }
 
 export function createAdminServer(o: AdminOptions): FastifyInstance {
@@ -39,8 +41,23 @@ export function createAdminServer(o: AdminOptions): FastifyInstance {
 
   app.get("/status", async () => ({
     startedAt: o.startedAt.toISOString(),
+    ...o.processStatus?.(),
     targets: Object.fromEntries(o.registry.targets().map((g) => [g.name, g.status()])),
   }));
+
+  // Demand without a request (README "Long cold starts"): a UI can warm a model when a user opens
+  // a chat page. Admin port only, so clients of the proxy port can never wake anything this way.
+  app.post<{ Params: { name: string } }>("/targets/:name/wake", async (req, reply) => {
+    const gate = o.registry.get(req.params.name);
+    if (!gate) {
+      const e = new ColdfrontError("no_route", `unknown target '${req.params.name}'`);
+      reply.code(e.status).headers(e.headers());
+      return reply.send(e.body());
+    }
+    gate.wake();
+    reply.code(202);
+    return { target: gate.name, state: gate.state, pending: gate.pending, wake: gate.status().wake };
+  });
 
   // KEDA metrics-api trigger. Without ?scope=local: the sum over all replicas; with it: this
   // replica alone, which is what peers ask each other (scaling/peers.ts).

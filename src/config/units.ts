@@ -30,6 +30,7 @@ export function parseSize(text: string | number): number | undefined {
 }
 
 export function formatDuration(ms: number): string {
+  if (ms === 0) return "0ms";
   if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
   if (ms % 60_000 === 0) return `${ms / 60_000}m`;
   if (ms % 1000 === 0) return `${ms / 1000}s`;

@@ -1,7 +1,8 @@
 /**
- * An intrusive doubly-linked FIFO: O(1) push, shift, unshift (a replay sent back to the head)
- * and remove (a client that went away), with no per-operation allocation. Arrays make removal
- * O(n), which a flood of aborts at 10,000 held turns quadratic.
+ * An intrusive doubly-linked FIFO: O(1) push, shift and remove (a client that went away), and an
+ * insert before a given node (a replay sent back, re-queued by its arrival order), with no
+ * per-operation allocation. Arrays make removal O(n), which a flood of aborts at 10,000 held turns
+ * quadratic.
  */
 
 export interface Linked<T> {
@@ -24,6 +25,10 @@ export class Fifo<T extends Linked<T>> {
     return this.#head;
   }
 
+  last(): T | undefined {
+    return this.#tail;
+  }
+
   push(node: T): void {
     if (node.linked) throw new Error("node already queued");
     node.linked = true;
@@ -43,6 +48,26 @@ export class Fifo<T extends Linked<T>> {
     if (this.#head) this.#head.prev = node;
     else this.#tail = node;
     this.#head = node;
+    this.#size++;
+  }
+
+  /** Inserts `node` before `ref` (a queued node), or at the tail when `ref` is undefined. */
+  insertBefore(node: T, ref: T | undefined): void {
+    if (ref === undefined) {
+      this.push(node);
+      return;
+    }
+    if (!ref.linked) throw new Error("reference node is not queued");
+    if (ref.prev === undefined) {
+      this.unshift(node);
+      return;
+    }
+    if (node.linked) throw new Error("node already queued");
+    node.linked = true;
+    node.prev = ref.prev;
+    node.next = ref;
+    ref.prev.next = node;
+    ref.prev = node;
     this.#size++;
   }
 

@@ -1,18 +1,25 @@
 /**
  * The gate of one target: forwards at once while the target is ready, holds while it is cold,
  * and releases the held requests in arrival order once it is ready (DESIGN.md "Request
- * lifecycle").
+ * lifecycle"; README "Release after a cold start").
  *
- * Invariants (tested in test/hold/gate.test.ts, which tries to break them with aborts,
- * deadlines and releases racing each other):
- * - FIFO: held tickets are released in arrival order; a replay the upstream could not take yet
- *   goes back to the head, ahead of later arrivals.
+ * Invariants (tested in test/hold/gate.test.ts and test/hold/release.test.ts, which try to break
+ * them with aborts, deadlines, cold answers and releases racing each other):
+ * - Strict FIFO: every exchange gets an arrival sequence number; the queue is always in that
+ *   order, and a replay sent back (the gateway had no endpoint yet) is re-inserted by it, ahead of
+ *   everything that arrived after it.
  * - Every ticket is settled exactly once, and every held request gets an answer (or its client
- *   went away first).
- * - `pending` is the number of unsettled tickets in the queue, always: it is the queue's size,
- *   not a counter kept beside it.
- * - While anything is held, new arrivals queue behind it even if the target is ready, so no one
- *   overtakes a request that waited.
+ *   went away first); at shutdown every exchange whose head is not written yet gets one too.
+ * - `held` is the number of unsettled tickets in the queue, always: it is the queue's size, not
+ *   a counter kept beside it. `pending` (what KEDA sees) is `held`, plus one while an explicit
+ *   wake is active.
+ * - While anything is queued, new arrivals queue behind it even if the target is ready, so no one
+ *   overtakes a request that waited; once the queue is empty the warm path resumes, whatever
+ *   replays are still running.
+ * - Release is paced by starts, never by whole generations: a replay holds one of
+ *   `release.concurrency` slots only until its response head arrives or `release.slotTimeout`
+ *   passes, whichever is first.
+ * - Backoff after cold answers grows once per release round, not once per answer.
  */
 import { performance } from "node:perf_hooks";
 import type { FastifyBaseLogger } from "fastify";
@@ -24,8 +31,15 @@ import type { Forwarder, ForwardResult } from "../proxy/forward.js";
 import type { PauseSource, ReadinessSource } from "../readiness/source.js";
 import type { Outcome, TargetMetrics } from "../scaling/metrics.js";
 import type { TargetSignals } from "../scaling/signals.js";
+import { ColdStartEta } from "./eta.js";
 import { Fifo } from "./fifo.js";
 import { Ticket } from "./ticket.js";
+
+/** Something that acts on demand while the target is cold (the scale-subresource wake). */
+export interface DemandWaker {
+  update(active: boolean, ready: boolean): void;
+  status(): Record<string, unknown>;
+}
 
 export interface GateOptions {
   readonly target: TargetConfig;
@@ -39,6 +53,7 @@ export interface GateOptions {
   readonly log: FastifyBaseLogger;
   /** Called after every change of pending or in-flight (the SignalHub's listeners). */
   readonly notify: (gate: Gate) => void;
+  readonly waker?: DemandWaker | undefined;
 }
 
 export type GateState = "ready" | "cold" | "waking" | "paused";
@@ -48,18 +63,28 @@ export class Gate implements TargetSignals {
   readonly #o: GateOptions;
   readonly #wake: ReadonlySet<string>;
   readonly #fifo = new Fifo<Ticket>();
-  /** Held tickets per client key, for the per-client share of maxPending (issue 4). */
+  /** Held tickets per client identity, for the per-client share of maxPending. */
   readonly #perClient = new Map<string, number>();
   readonly #maxPerClient: number;
+  /** Exchanges with an upstream attempt out (warm or replay), for shutdown's answers. */
+  readonly #live = new Set<Exchange>();
+  readonly #eta: ColdStartEta;
+  readonly #edgeTimeout: number | undefined;
+  #seq = 0;
   #inFlight = 0;
+  /** Replays counted against release.concurrency (until their head, or slotTimeout). */
+  #slots = 0;
   #replaying = 0;
   /** performance.now() before which no replay starts: backoff after a cold answer. */
   #retryAt = 0;
   #backoff = 0;
   #pumpTimer: NodeJS.Timeout | undefined;
-  /** performance.now() of the first request held in this cold period. */
+  /** performance.now() of the first request held (or wake) in this cold period. */
   #coldSince: number | undefined;
   #lastColdStartMs: number | undefined;
+  /** performance.now() until which an explicit wake counts as demand. */
+  #wakeUntil = 0;
+  #wakeTimer: NodeJS.Timeout | undefined;
   #closing = false;
   #unsubscribe: (() => void)[] = [];
 
@@ -68,13 +93,21 @@ export class Gate implements TargetSignals {
     this.name = options.target.name;
     this.#wake = new Set(options.target.wakeMethods);
     this.#maxPerClient = Math.max(1, Math.floor(options.limits.maxPending * options.limits.maxClientShare));
+    this.#eta = new ColdStartEta(options.target.hold?.expectedColdStart ?? options.hold.expectedColdStart);
+    this.#edgeTimeout = options.target.limits?.edgeTimeout ?? options.limits.edgeTimeout;
     this.#unsubscribe.push(options.source.onChange((ready) => this.#onReadyChange(ready)));
     if (options.pause)
       this.#unsubscribe.push(options.pause.onChange((paused) => this.#onPauseChange(paused)));
   }
 
-  get pending(): number {
+  /** Requests held now. */
+  get held(): number {
     return this.#fifo.size;
+  }
+
+  /** What KEDA and the readiness source see as demand: held, plus one during an explicit wake. */
+  get pending(): number {
+    return this.#fifo.size + (this.#wakeUntil === 0 ? 0 : 1);
   }
 
   get inFlight(): number {
@@ -88,11 +121,17 @@ export class Gate implements TargetSignals {
   get state(): GateState {
     if (this.#o.source.ready) return "ready";
     if (this.#o.pause?.paused) return "paused";
-    return this.#fifo.size > 0 ? "waking" : "cold";
+    return this.pending > 0 ? "waking" : "cold";
+  }
+
+  /** The expected cold-start duration now, ms (the ETA gauge); undefined while unknown. */
+  get expectedColdStartMs(): number | undefined {
+    return this.#eta.expectedMs;
   }
 
   /** Takes one request; always ends with an answer to the client or its departure. */
   handle(ex: Exchange): void {
+    ex.seq = ++this.#seq;
     if (this.#closing) {
       this.#fail(ex, "shutting_down", `coldfront is shutting down; retry to reach another replica`);
       return;
@@ -125,19 +164,61 @@ export class Gate implements TargetSignals {
     this.#hold(ex);
   }
 
+  /**
+   * Demand without a request (admin `POST /targets/:name/wake`): counts as one pending request
+   * for `ms`, so every KEDA signal and the scale wake see it. A second wake extends it.
+   */
+  wake(ms: number = this.#o.hold.wakeHold): void {
+    const now = performance.now();
+    this.#wakeUntil = Math.max(this.#wakeUntil, now + ms);
+    if (this.#wakeTimer) clearTimeout(this.#wakeTimer);
+    this.#wakeTimer = setTimeout(() => {
+      this.#wakeTimer = undefined;
+      this.#wakeUntil = 0;
+      this.#changed();
+    }, this.#wakeUntil - now);
+    if (!this.#o.source.ready && this.#coldSince === undefined) this.#coldSince = now;
+    this.#o.log.info({ target: this.name, forMs: Math.round(this.#wakeUntil - now) }, "wake requested");
+    this.#changed();
+  }
+
   status(): Record<string, unknown> {
     const now = performance.now();
+    const elapsed = this.#coldSince === undefined || this.ready ? null : now - this.#coldSince;
+    const wakeLeft = this.#wakeUntil === 0 ? null : Math.max(0, Math.round(this.#wakeUntil - now));
     return {
       state: this.state,
       ready: this.ready,
       pending: this.pending,
+      held: this.held,
       inFlight: this.#inFlight,
       replaying: this.#replaying,
-      coldForMs: this.#coldSince === undefined ? null : Math.round(now - this.#coldSince),
+      releaseSlots: this.#slots,
+      backoffMs: this.#backoff,
+      coldForMs: elapsed === null ? null : Math.round(elapsed),
       lastColdStartMs: this.#lastColdStartMs === undefined ? null : Math.round(this.#lastColdStartMs),
+      eta: {
+        expectedMs: roundOrNull(this.#eta.expectedMs),
+        learned: this.#eta.learned,
+        samples: this.#eta.samples.length,
+        elapsedMs: elapsed === null ? null : Math.round(elapsed),
+        remainingMs: elapsed === null ? null : roundOrNull(this.#eta.remainingMs(elapsed)),
+      },
+      recentColdStarts: this.#eta.samples.map((s) => ({
+        at: new Date(s.at).toISOString(),
+        ms: Math.round(s.ms),
+      })),
+      outcomes: this.#o.metrics.totals(),
+      wake: { active: wakeLeft !== null, remainingMs: wakeLeft },
       readiness: { kind: this.#o.source.kind, synced: this.#o.source.synced, ...this.#o.source.status() },
       ...(this.#o.pause ? { autoscaler: { paused: this.#o.pause.paused, ...this.#o.pause.status() } } : {}),
+      ...(this.#o.waker ? { scale: this.#o.waker.status() } : {}),
     };
+  }
+
+  /** The queue's arrival sequence numbers, head first (for tests of the FIFO invariant). */
+  queuedSeqs(): number[] {
+    return [...this.#fifo].map((t) => t.seq);
   }
 
   /** Shutdown step 1: new requests get shutting_down; held ones may still be released. */
@@ -145,31 +226,47 @@ export class Gate implements TargetSignals {
     this.#closing = true;
   }
 
-  /** Shutdown step 2: whatever is still held gets shutting_down, so nothing is dropped silently. */
+  /**
+   * Shutdown step 2: whatever is still held, and every exchange whose upstream attempt has no
+   * response head yet, gets `type`, so nothing is dropped silently or reset.
+   */
   rejectHeld(type: "shutting_down" | "autoscaler_paused", message: string): void {
     for (const t of this.#fifo) {
       this.#dequeue(t);
       this.#settle(t, type, new ColdfrontError(type, message));
+    }
+    if (type === "shutting_down") {
+      for (const ex of this.#live) {
+        if (!ex.headWritten && !ex.closed) ex.abandon(new ColdfrontError(type, message));
+      }
     }
     this.#changed();
   }
 
   close(): void {
     if (this.#pumpTimer) clearTimeout(this.#pumpTimer);
+    if (this.#wakeTimer) clearTimeout(this.#wakeTimer);
     this.#pumpTimer = undefined;
+    this.#wakeTimer = undefined;
     for (const u of this.#unsubscribe) u();
     this.#unsubscribe = [];
   }
 
   async #forward(ex: Exchange): Promise<void> {
     this.#inFlight++;
+    this.#live.add(ex);
     this.#changed();
     let result: ForwardResult;
     try {
-      result = await this.#o.forwarder.forward(ex, undefined);
+      result = await this.#o.forwarder.forward(ex);
     } finally {
       this.#inFlight--;
+      this.#live.delete(ex);
       this.#changed();
+    }
+    if (ex.abandoned) {
+      this.#o.metrics.outcome("shutting_down");
+      return;
     }
     switch (result.kind) {
       case "sent":
@@ -186,6 +283,10 @@ export class Gate implements TargetSignals {
         if (this.#wake.has(ex.method)) this.#hold(ex);
         else this.#fail(ex, "target_cold", `target '${this.name}' has no ready endpoint`);
         return;
+      case "timeout":
+        this.#o.metrics.outcome("upstream_timeout");
+        ex.fail(this.#headersTimeout());
+        return;
       case "failed":
       case "broken":
         this.#o.log.warn({ target: this.name, err: result.error.message }, "upstream failed");
@@ -199,6 +300,15 @@ export class Gate implements TargetSignals {
     }
   }
 
+  #headersTimeout(): ColdfrontError {
+    const s = Math.round((this.#o.limits.upstreamHeadersTimeout ?? 0) / 1000);
+    this.#o.log.warn({ target: this.name, timeoutS: s }, "upstream sent no response head in time");
+    return new ColdfrontError(
+      "upstream_timeout",
+      `upstream of target '${this.name}' sent no response within ${s}s (limits.upstreamHeadersTimeout)`,
+    );
+  }
+
   #hold(ex: Exchange): void {
     // A warm attempt that met a cold answer may find its client already gone.
     if (ex.closed) {
@@ -210,7 +320,7 @@ export class Gate implements TargetSignals {
       this.#fail(ex, "queue_full", `target '${this.name}' already holds ${limits.maxPending} requests`);
       return;
     }
-    const key = ex.clientKey();
+    const key = ex.identity;
     const mine = this.#perClient.get(key) ?? 0;
     if (mine >= this.#maxPerClient) {
       this.#fail(
@@ -221,13 +331,26 @@ export class Gate implements TargetSignals {
       return;
     }
     const now = performance.now();
-    const budget = holdBudget(limits.holdTimeout, clientTimeoutMs(ex.headers), limits.clientTimeoutMargin);
+    // An edge proxy in front cuts a non-streaming request that stays silent; a streaming one is
+    // kept alive by early SSE headers (README "Long cold starts").
+    let stated = clientTimeoutMs(ex.headers);
+    let edge = false;
+    if (
+      this.#edgeTimeout !== undefined &&
+      !ex.streaming &&
+      (stated === undefined || this.#edgeTimeout < stated)
+    ) {
+      stated = this.#edgeTimeout;
+      edge = true;
+    }
+    const budget = holdBudget(limits.holdTimeout, stated, limits.clientTimeoutMargin);
     const ticket = new Ticket(ex, key, ex.arrivedAt + budget.ms, budget.clientBound, now);
+    ticket.edgeBound = edge && budget.clientBound;
     ex.onClose(() => this.#onClientGone(ticket));
     this.#armDeadline(ticket, now);
     if (ex.streaming) this.#armKeepalive(ticket, this.#o.hold.keepaliveAfter);
     ex.forgetJson();
-    this.#enqueue(ticket, "tail");
+    this.#enqueue(ticket);
     if (!this.#o.source.ready && this.#coldSince === undefined) {
       this.#coldSince = now;
       this.#o.log.info({ target: this.name }, "holding requests for a cold target");
@@ -236,10 +359,19 @@ export class Gate implements TargetSignals {
     this.#pump();
   }
 
-  #enqueue(t: Ticket, where: "head" | "tail"): void {
-    if (where === "head") this.#fifo.unshift(t);
-    else this.#fifo.push(t);
+  /** Inserts by arrival order: at the tail for a new arrival, further up for one sent back. */
+  #enqueue(t: Ticket): void {
+    let ref: Ticket | undefined = this.#fifo.peek();
+    // Fast path: a new arrival is the youngest of all.
+    const tail = ref === undefined ? undefined : this.#lastQueued();
+    if (tail === undefined || tail.seq < t.seq) ref = undefined;
+    else while (ref !== undefined && ref.seq < t.seq) ref = ref.next;
+    this.#fifo.insertBefore(t, ref);
     this.#perClient.set(t.clientKey, (this.#perClient.get(t.clientKey) ?? 0) + 1);
+  }
+
+  #lastQueued(): Ticket | undefined {
+    return this.#fifo.last();
   }
 
   /** Returns false when the ticket was not queued. */
@@ -257,16 +389,30 @@ export class Gate implements TargetSignals {
     t.deadlineTimer = setTimeout(() => this.#onDeadline(t), Math.max(0, t.deadline - now));
   }
 
+  /** Time left of this cold start by the ETA, for comments and Retry-After; undefined if none. */
+  #remainingMs(now: number): number | undefined {
+    if (this.#coldSince === undefined) return undefined;
+    return this.#eta.remainingMs(now - this.#coldSince);
+  }
+
+  #waitingComment(now: number): string {
+    const left = this.#remainingMs(now);
+    if (left === undefined) return `waiting for ${this.name}`;
+    return left > 0
+      ? `waiting for ${this.name}, about ${Math.ceil(left / 1000)}s left`
+      : `waiting for ${this.name}, taking longer than the expected ${Math.round((this.#eta.expectedMs ?? 0) / 1000)}s`;
+  }
+
   /**
    * Streaming requests held past keepaliveAfter get 200 and SSE headers early, then a comment
-   * line every keepaliveInterval (DESIGN.md step 7).
+   * line every keepaliveInterval (DESIGN.md step 7) with the ETA.
    */
   #armKeepalive(t: Ticket, delay: number): void {
     if (t.keepaliveTimer) clearTimeout(t.keepaliveTimer);
     t.keepaliveTimer = setTimeout(() => {
       t.keepaliveTimer = undefined;
       if (t.settled || !t.linked) return;
-      const comment = `waiting for ${this.name}`;
+      const comment = this.#waitingComment(performance.now());
       if (!t.ex.earlyStream) {
         t.ex.startEarlyStream(comment);
         // Once headers are out, the client's own header timeout no longer applies; only the hold
@@ -296,17 +442,33 @@ export class Gate implements TargetSignals {
     this.#changed();
   }
 
+  /**
+   * cold_start_timeout. With a known ETA, Retry-After brings the retry back so that the model is
+   * expected to become ready within the retry's own hold budget (the same client gets the same
+   * budget again: half of it before the expected readiness, half after): at once when it is near, later when it is not, which stretches how long a
+   * cold start an SDK's few retries survive (README "Long cold starts"). Without an ETA: at once
+   * for a client-stated or edge deadline (rejoin the queue), the vocabulary's default otherwise.
+   */
   #timeout(t: Ticket): void {
-    const seconds = Math.round((performance.now() - t.ex.arrivedAt) / 1000);
+    const now = performance.now();
+    const seconds = Math.round((now - t.ex.arrivedAt) / 1000);
+    const left = this.#remainingMs(now);
+    const budget = t.deadline - t.ex.arrivedAt;
+    // Readiness is aimed at the middle of the retry's hold, not its end, so an ETA that is a
+    // little late still lands inside it.
+    const retryAfterMs =
+      left !== undefined ? Math.max(1000, left - budget / 2) : t.clientBound ? 1000 : undefined;
+    const options = retryAfterMs === undefined ? undefined : { retryAfterMs };
     const err = t.clientBound
       ? new ColdfrontError(
           "cold_start_timeout",
-          `target '${this.name}' did not become ready within the client's timeout (${seconds}s); retry to rejoin the queue`,
-          { retryAfter: 1 },
+          `target '${this.name}' did not become ready within ${t.edgeBound ? "the edge proxy's timeout (limits.edgeTimeout)" : "the client's timeout"} (${seconds}s); retry to rejoin the queue`,
+          options,
         )
       : new ColdfrontError(
           "cold_start_timeout",
           `target '${this.name}' did not become ready within ${seconds}s`,
+          options,
         );
     this.#settle(t, "cold_start_timeout", err);
   }
@@ -335,12 +497,12 @@ export class Gate implements TargetSignals {
     ex.fail(new ColdfrontError(type, message));
   }
 
-  /** Releases held tickets in order while ready, at most release.concurrency at once. */
+  /** Releases held tickets in order while ready, as release slots allow. */
   #pump(): void {
     if (this.#pumpTimer) return;
     const limit = this.#o.release.concurrency;
     while (this.#fifo.size > 0 && this.#o.source.ready) {
-      if (limit > 0 && this.#replaying >= limit) return;
+      if (limit > 0 && this.#slots >= limit) return;
       const wait = this.#retryAt - performance.now();
       if (wait > 0) {
         this.#pumpTimer = setTimeout(() => {
@@ -353,7 +515,8 @@ export class Gate implements TargetSignals {
       this.#dequeue(t);
       void this.#replay(t);
     }
-    if (this.#fifo.size === 0 && this.#replaying === 0) this.#retryAt = 0;
+    // Queue empty and no backoff running: the warm path takes new arrivals again.
+    if (this.#fifo.size === 0 && this.#retryAt !== 0 && performance.now() >= this.#retryAt) this.#retryAt = 0;
   }
 
   async #replay(t: Ticket): Promise<void> {
@@ -361,15 +524,35 @@ export class Gate implements TargetSignals {
     t.keepaliveTimer = undefined;
     this.#replaying++;
     this.#inFlight++;
+    this.#slots++;
+    const ex = t.ex;
+    this.#live.add(ex);
+    let slotHeld = true;
+    const freeSlot = (): void => {
+      if (!slotHeld) return;
+      slotHeld = false;
+      clearTimeout(slotTimer);
+      this.#slots--;
+      this.#pump();
+    };
+    const slotTimer = setTimeout(freeSlot, this.#o.release.slotTimeout);
+    ex.held = { heldMs: t.heldMs, coldStartMs: this.#lastColdStartMs };
     this.#changed();
     let result: ForwardResult;
     try {
-      result = await this.#o.forwarder.forward(t.ex, t.heldMs);
+      result = await this.#o.forwarder.forward(ex, freeSlot);
     } catch (err) {
       result = { kind: "failed", error: err as Error };
     }
+    this.#live.delete(ex);
     this.#replaying--;
     this.#inFlight--;
+    if (ex.abandoned) {
+      this.#settle(t, "shutting_down");
+      freeSlot();
+      this.#changed();
+      return;
+    }
     switch (result.kind) {
       case "sent":
         this.#backoff = 0;
@@ -383,20 +566,23 @@ export class Gate implements TargetSignals {
         this.#o.metrics.retry(result.reason);
         this.#backOff();
         const now = performance.now();
-        if (t.ex.closed) this.#settle(t, "client_aborted");
+        if (ex.closed) this.#settle(t, "client_aborted");
         else if (t.expired || now >= t.deadline) this.#timeout(t);
         else {
-          // Back to the head: it arrived before everything still queued (DESIGN.md step 6).
+          // Back in arrival order, ahead of everything that came after it (DESIGN.md step 6).
           t.heldSince = now;
-          this.#enqueue(t, "head");
-          if (t.ex.streaming)
+          this.#enqueue(t);
+          if (ex.streaming)
             this.#armKeepalive(
               t,
-              t.ex.earlyStream ? this.#o.hold.keepaliveInterval : this.#o.hold.keepaliveAfter,
+              ex.earlyStream ? this.#o.hold.keepaliveInterval : this.#o.hold.keepaliveAfter,
             );
         }
         break;
       }
+      case "timeout":
+        this.#settle(t, "upstream_timeout", this.#headersTimeout());
+        break;
       case "failed":
       case "broken":
         this.#o.log.warn({ target: this.name, err: result.error.message }, "upstream failed during replay");
@@ -410,23 +596,29 @@ export class Gate implements TargetSignals {
         );
         break;
     }
+    // A cold answer frees its slot only now, after re-queueing, so the pump sees it in order.
+    freeSlot();
     this.#changed();
     this.#pump();
   }
 
+  /** Once per round: cold answers that arrive while a backoff is running do not grow it again. */
   #backOff(): void {
+    const now = performance.now();
+    if (now < this.#retryAt) return;
     const r = this.#o.release;
     this.#backoff = this.#backoff === 0 ? r.retryBackoff : Math.min(r.retryBackoffMax, this.#backoff * 2);
-    this.#retryAt = performance.now() + this.#backoff;
+    this.#retryAt = now + this.#backoff;
   }
 
   #onReadyChange(ready: boolean): void {
     if (ready) {
       if (this.#coldSince !== undefined) {
         this.#lastColdStartMs = performance.now() - this.#coldSince;
+        this.#eta.record(this.#lastColdStartMs);
         this.#o.metrics.coldStart(this.#lastColdStartMs / 1000);
         this.#o.log.info(
-          { target: this.name, coldStartMs: Math.round(this.#lastColdStartMs), held: this.pending },
+          { target: this.name, coldStartMs: Math.round(this.#lastColdStartMs), held: this.held },
           "target ready; releasing held requests",
         );
       }
@@ -438,14 +630,14 @@ export class Gate implements TargetSignals {
       this.#pump();
     } else {
       this.#o.log.info({ target: this.name }, "target not ready");
-      if (this.#fifo.size > 0) this.#coldSince = performance.now();
+      if (this.pending > 0) this.#coldSince = performance.now();
       if (this.#o.pause?.paused) this.#onPauseChange(true);
     }
     this.#changed();
   }
 
   #onPauseChange(paused: boolean): void {
-    // Held requests would only time out while the autoscaler is paused at zero (issue 5).
+    // Held requests would only time out while the autoscaler is paused at zero.
     if (paused && !this.#o.source.ready && this.#fifo.size > 0) {
       this.rejectHeld(
         "autoscaler_paused",
@@ -455,9 +647,15 @@ export class Gate implements TargetSignals {
   }
 
   #changed(): void {
-    if (this.#fifo.size === 0 && this.#coldSince !== undefined && !this.#o.source.ready)
-      this.#coldSince = undefined;
+    const pending = this.pending;
+    const ready = this.#o.source.ready;
+    if (pending === 0 && this.#coldSince !== undefined && !ready) this.#coldSince = undefined;
     this.#o.source.demand(this);
+    this.#o.waker?.update(pending > 0, ready);
     this.#o.notify(this);
   }
+}
+
+function roundOrNull(n: number | undefined): number | null {
+  return n === undefined ? null : Math.round(n);
 }

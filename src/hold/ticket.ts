@@ -13,10 +13,14 @@ export class Ticket implements Linked<Ticket> {
 
   readonly ex: Exchange;
   readonly clientKey: string;
+  /** The exchange's arrival order in its gate (strict FIFO across replays sent back). */
+  readonly seq: number;
   /** performance.now() past which the ticket answers cold_start_timeout. */
   deadline: number;
-  /** The deadline came from the client's own stated timeout (Retry-After: 1 then). */
+  /** The deadline came from the client's stated timeout or the edge's, not holdTimeout. */
   clientBound: boolean;
+  /** It was the edge's (limits.edgeTimeout), not the client's own. */
+  edgeBound = false;
   /** Held time summed over every stay in the queue (a replay sent back counts again). */
   heldMs = 0;
   /** performance.now() when the current stay in the queue began. */
@@ -30,6 +34,7 @@ export class Ticket implements Linked<Ticket> {
   constructor(ex: Exchange, clientKey: string, deadline: number, clientBound: boolean, now: number) {
     this.ex = ex;
     this.clientKey = clientKey;
+    this.seq = ex.seq;
     this.deadline = deadline;
     this.clientBound = clientBound;
     this.heldSince = now;

@@ -1,17 +1,20 @@
 /**
  * One client request and its response, whatever path it takes (warm, held, replayed). It owns
  * the rules for what may still be written to the client: an error body before any header, an
- * SSE error event after early stream headers, nothing once the upstream's bytes have flowed.
+ * SSE error event after early stream headers, nothing once the upstream's bytes have flowed. It
+ * also owns the request body's share of the byte budget, returned once the body is no longer kept.
  */
-import { createHash } from "node:crypto";
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from "node:http";
 import type { Writable } from "node:stream";
 import { ColdfrontError } from "../errors.js";
+import type { ByteBudget } from "../limits/byte-budget.js";
 import { clientResponseHeaders } from "./headers.js";
 import { Collector } from "./sinks.js";
 
 /** Header that tells a client its request was held, and for how long (DESIGN.md). */
 export const HELD_MS_HEADER = "x-coldfront-held-ms";
+/** On a held answer: how long the cold start it waited through took (README "Long cold starts"). */
+export const COLD_START_MS_HEADER = "x-coldfront-cold-start-ms";
 
 /** Bounded upstream error text relayed inside an SSE error event. */
 const UPSTREAM_ERROR_SNIPPET = 4096;
@@ -22,11 +25,26 @@ export interface ExchangeInit {
   readonly headers: IncomingHttpHeaders;
   readonly rawHeaders: readonly string[];
   readonly body: Buffer | undefined;
+  /** The socket's peer. */
   readonly remoteAddress: string | undefined;
+  /** The peer is one of trustedProxies: its X-Forwarded-* headers are kept and extended. */
+  readonly trustedPeer: boolean;
+  /** Who the request belongs to for fairness: `key:<id>` (verified) or `addr:<client address>`. */
+  readonly identity: string;
   readonly res: ServerResponse;
   readonly arrivedAt: number;
+  /** The budget the body's bytes were reserved from, and how many. */
+  readonly budget?: ByteBudget;
+  readonly reserved?: number;
   /** The body parsed as JSON by routing, when routing needed it. */
   readonly json?: unknown;
+}
+
+/** What a held request waited through, for its response headers. */
+export interface HeldFacts {
+  heldMs: number;
+  /** The cold start's duration, once the target became ready. */
+  coldStartMs: number | undefined;
 }
 
 export class Exchange {
@@ -34,11 +52,21 @@ export class Exchange {
   readonly url: string;
   readonly headers: IncomingHttpHeaders;
   readonly rawHeaders: readonly string[];
-  readonly body: Buffer | undefined;
   readonly remoteAddress: string | undefined;
+  readonly trustedPeer: boolean;
+  readonly identity: string;
   readonly res: ServerResponse;
   /** performance.now() at arrival. */
   readonly arrivedAt: number;
+  /** Arrival order within its gate: a replay sent back is re-queued by it (strict FIFO). */
+  seq = 0;
+  /** Set by the gate before a replay; undefined on the warm path. */
+  held: HeldFacts | undefined;
+  /** The gate answered it itself (shutdown) while an upstream attempt was out. */
+  abandoned = false;
+  #body: Buffer | undefined;
+  #budget: ByteBudget | undefined;
+  #reserved: number;
   #json: unknown;
   #jsonParsed: boolean;
   #streaming: boolean | undefined;
@@ -56,18 +84,39 @@ export class Exchange {
     this.url = init.url;
     this.headers = init.headers;
     this.rawHeaders = init.rawHeaders;
-    this.body = init.body;
+    this.#body = init.body;
     this.remoteAddress = init.remoteAddress;
+    this.trustedPeer = init.trustedPeer;
+    this.identity = init.identity;
     this.res = init.res;
     this.arrivedAt = init.arrivedAt;
+    this.#budget = init.budget;
+    this.#reserved = init.reserved ?? 0;
     this.#json = init.json;
     this.#jsonParsed = init.json !== undefined;
     init.res.once("close", () => {
+      this.releaseBody();
       if (init.res.writableFinished) return;
       this.#closed = true;
       this.#upstream?.abort(new Error("client went away"));
       this.#onClose?.();
     });
+  }
+
+  get body(): Buffer | undefined {
+    return this.#body;
+  }
+
+  /**
+   * The body is no longer needed (the upstream answered for real, or the exchange ended): its
+   * bytes leave the budget. Idempotent.
+   */
+  releaseBody(): void {
+    this.#body = undefined;
+    if (this.#reserved > 0) {
+      this.#budget?.release(this.#reserved);
+      this.#reserved = 0;
+    }
   }
 
   /** The client went away before its response finished. */
@@ -101,7 +150,7 @@ export class Exchange {
   json(): unknown {
     if (!this.#jsonParsed) {
       this.#jsonParsed = true;
-      this.#json = parseJsonBody(this.body);
+      this.#json = parseJsonBody(this.#body);
     }
     return this.#json;
   }
@@ -125,14 +174,13 @@ export class Exchange {
   }
 
   /**
-   * Who a request belongs to for fairness (issue 4): the API key, hashed so the key itself is
-   * never kept or logged, else the client address.
+   * Answers for the gate while an upstream attempt may still be out (shutdown): the client gets
+   * `err` if nothing was written yet, and the attempt is aborted.
    */
-  clientKey(): string {
-    const auth = this.headers.authorization ?? this.headers["api-key"] ?? this.headers["x-api-key"];
-    const key = Array.isArray(auth) ? auth[0] : auth;
-    if (key) return `key:${createHash("sha256").update(key).digest("base64url").slice(0, 16)}`;
-    return `addr:${this.remoteAddress ?? "unknown"}`;
+  abandon(err: ColdfrontError): void {
+    this.abandoned = true;
+    this.fail(err, this.held?.heldMs);
+    this.#upstream?.abort(new Error(err.message));
   }
 
   /**
@@ -140,26 +188,26 @@ export class Exchange {
    * plus the held time. After early SSE headers: a 200 stream continues as is (its own status and
    * headers are not written twice); any other answer becomes one final SSE error event.
    */
-  relay(status: number, headers: IncomingHttpHeaders, heldMs: number | undefined): Writable {
+  relay(status: number, headers: IncomingHttpHeaders, held: HeldFacts | undefined): Writable {
     if (this.#early) {
-      if (status === 200) {
-        if (heldMs !== undefined) this.res.write(`: held ${Math.round(heldMs)}ms\n\n`);
+      const encoding = headers["content-encoding"];
+      if (status === 200 && (encoding === undefined || encoding === "identity")) {
+        if (held !== undefined) this.res.write(`: held ${Math.round(held.heldMs)}ms\n\n`);
         return this.res;
       }
       return new Collector(UPSTREAM_ERROR_SNIPPET, {
         onEnd: (body) => {
-          const text = body.toString("utf8").replace(/\s+/g, " ").trim();
-          this.fail(
-            new ColdfrontError(
-              "upstream_error",
-              `upstream answered ${status} after the stream had started: ${text}`,
-            ),
-          );
+          // Our early headers declared an uncompressed stream; compressed bytes would corrupt it.
+          const text =
+            status === 200
+              ? `content-encoding ${encoding} on a stream whose headers already went out uncompressed`
+              : `${status} after the stream had started: ${body.toString("utf8").replace(/\s+/g, " ").trim()}`;
+          this.fail(new ColdfrontError("upstream_error", `upstream answered ${text}`));
         },
       });
     }
     const out: OutgoingHttpHeaders = clientResponseHeaders(headers);
-    if (heldMs !== undefined) out[HELD_MS_HEADER] = String(Math.round(heldMs));
+    if (held !== undefined) setHeldHeaders(out, held);
     this.#headWritten = true;
     this.res.writeHead(status, out);
     return this.res;
@@ -206,6 +254,11 @@ export class Exchange {
   comment(text: string): void {
     if (this.#early && !this.#closed && !this.res.writableEnded) this.res.write(`: ${text}\n\n`);
   }
+}
+
+function setHeldHeaders(out: OutgoingHttpHeaders, held: HeldFacts): void {
+  out[HELD_MS_HEADER] = String(Math.round(held.heldMs));
+  if (held.coldStartMs !== undefined) out[COLD_START_MS_HEADER] = String(Math.round(held.coldStartMs));
 }
 
 function parseJsonBody(body: Buffer | undefined): unknown {

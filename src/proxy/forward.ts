@@ -24,6 +24,8 @@ export type ForwardResult =
   | { readonly kind: "failed"; readonly error: Error }
   /** It failed after the upstream's head went to the client; the response was cut. */
   | { readonly kind: "broken"; readonly error: Error }
+  /** No response head within limits.upstreamHeadersTimeout; the request was sent, so no replay. */
+  | { readonly kind: "timeout" }
   | { readonly kind: "aborted" };
 
 /**
@@ -43,12 +45,15 @@ const SENT_OK: ForwardResult = { kind: "sent", status: 200 };
 const COLD_REFUSED: ForwardResult = { kind: "cold", reason: "connection_refused" };
 const COLD_NO_ENDPOINTS: ForwardResult = { kind: "cold", reason: "no_endpoints" };
 const ABORTED: ForwardResult = { kind: "aborted" };
+const TIMED_OUT: ForwardResult = { kind: "timeout" };
 
 export interface ForwarderOptions {
   readonly upstream: string;
   readonly coldSignals: ColdSignals;
   /** Idle time between body chunks before a silent stream is cut (limits.upstreamIdleTimeout). */
   readonly idleTimeout: number;
+  /** limits.upstreamHeadersTimeout: longest wait for a response head; undefined waits for ever. */
+  readonly headersTimeout?: number | undefined;
 }
 
 function errorCode(err: unknown): string | undefined {
@@ -80,8 +85,9 @@ export class Forwarder {
     this.#basePath = url.pathname.replace(/\/+$/, "");
     this.#cold = options.coldSignals;
     this.#pool = new Pool(url.origin, {
-      // Generations run for minutes; coldfront's deadlines and client aborts rule (DESIGN.md).
-      headersTimeout: 0,
+      // Generations run for minutes; coldfront's deadlines and client aborts rule (DESIGN.md),
+      // unless the operator bounds the wait for a head (README "Release after a cold start").
+      headersTimeout: options.headersTimeout ?? 0,
       bodyTimeout: options.idleTimeout,
       // Below vLLM's 5 s idle close, so a reused socket is never one the upstream just closed.
       keepAliveTimeout: 4_000,
@@ -90,7 +96,11 @@ export class Forwarder {
     });
   }
 
-  forward(ex: Exchange, heldMs: number | undefined): Promise<ForwardResult> {
+  /**
+   * Sends `ex` upstream. `onHead` is called once when the upstream's response head arrives (or the
+   * attempt ends without one): the release window counts a replay until then.
+   */
+  forward(ex: Exchange, onHead?: () => void): Promise<ForwardResult> {
     if (ex.closed) return Promise.resolve(ABORTED);
     return new Promise<ForwardResult>((resolve) => {
       this.#pool.dispatch(
@@ -100,12 +110,14 @@ export class Forwarder {
           method: ex.method as "POST",
           headers: upstreamRequestHeaders(ex.rawHeaders, {
             remoteAddress: ex.remoteAddress,
+            trustedPeer: ex.trustedPeer,
             proto: this.#proto,
             host: ex.headers.host,
+            identity: ex.earlyStream,
           }),
           body: ex.body ?? null,
         },
-        new Relay(ex, heldMs, this.#cold, resolve),
+        new Relay(ex, this.#cold, resolve, onHead),
       );
     });
   }
@@ -132,9 +144,9 @@ export class Forwarder {
  */
 class Relay implements Dispatcher.DispatchHandler {
   readonly #ex: Exchange;
-  readonly #heldMs: number | undefined;
   readonly #cold: ColdSignals;
   readonly #resolve: (r: ForwardResult) => void;
+  #onHead: (() => void) | undefined;
   #controller: Dispatcher.DispatchController | undefined;
   #mode: "relay" | "cold" | "check" = "relay";
   #status = 0;
@@ -150,14 +162,14 @@ class Relay implements Dispatcher.DispatchHandler {
 
   constructor(
     ex: Exchange,
-    heldMs: number | undefined,
     cold: ColdSignals,
     resolve: (r: ForwardResult) => void,
+    onHead: (() => void) | undefined,
   ) {
     this.#ex = ex;
-    this.#heldMs = heldMs;
     this.#cold = cold;
     this.#resolve = resolve;
+    this.#onHead = onHead;
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
@@ -172,6 +184,7 @@ class Relay implements Dispatcher.DispatchHandler {
     headers: IncomingHttpHeaders,
   ): void {
     this.#status = statusCode;
+    this.#head();
     const v = this.#cold.head(statusCode, headers);
     if (v === "cold") {
       this.#mode = "cold";
@@ -182,12 +195,12 @@ class Relay implements Dispatcher.DispatchHandler {
       this.#headers = headers;
       // A long body is no gateway error text: relay it as it comes.
       this.#sink = new Collector(COLD_BODY_LIMIT, {
-        spill: () => this.#ex.relay(statusCode, headers, this.#heldMs),
+        spill: () => this.#relay(statusCode, headers),
       });
       this.#watch(controller, this.#sink);
       return;
     }
-    const out = this.#ex.relay(statusCode, headers, this.#heldMs);
+    const out = this.#relay(statusCode, headers);
     if (out === this.#ex.res) this.#direct = this.#ex.res;
     this.#sink = out;
     this.#watch(controller, out);
@@ -223,7 +236,7 @@ class Relay implements Dispatcher.DispatchHandler {
         this.#finish(COLD_NO_ENDPOINTS);
         return;
       }
-      this.#ex.relay(this.#status, this.#headers, this.#heldMs).end(body);
+      this.#relay(this.#status, this.#headers).end(body);
     } else {
       sink?.end();
     }
@@ -249,9 +262,27 @@ class Relay implements Dispatcher.DispatchHandler {
       return;
     }
     const code = errorCode(err);
+    if (code === "UND_ERR_HEADERS_TIMEOUT") {
+      this.#finish(TIMED_OUT);
+      return;
+    }
     this.#finish(
       code !== undefined && NOT_CONNECTED.has(code) ? COLD_REFUSED : { kind: "failed", error: err },
     );
+  }
+
+  /** The upstream really answered: the body is no longer needed for a replay (byte budget). */
+  #relay(status: number, headers: IncomingHttpHeaders): Writable {
+    this.#ex.releaseBody();
+    return this.#ex.relay(status, headers, this.#ex.held);
+  }
+
+  #head(): void {
+    const h = this.#onHead;
+    if (h !== undefined) {
+      this.#onHead = undefined;
+      h();
+    }
   }
 
   readonly #flush = (): void => {
@@ -288,6 +319,7 @@ class Relay implements Dispatcher.DispatchHandler {
   #finish(result: ForwardResult): void {
     if (this.#done) return;
     this.#done = true;
+    this.#head();
     this.#ex.attachUpstream(undefined);
     this.#resolve(result);
   }

@@ -1,64 +1,76 @@
 /**
- * The client listener. fastify reads the body (bounded, kept for replay) and routes; the
- * handler then hijacks the reply so the upstream's bytes go straight to the socket.
+ * The client listener, on node:http directly: the warm path is one parse, one route and one
+ * upstream dispatch, with no framework between the socket and the upstream (bench/README.md
+ * measures what fastify's request/reply layers cost there; the admin port keeps fastify).
+ *
+ * It is the door of README "Bounds": everything that reaches a gate has origin-form target, a
+ * verified key when auth is on, a body within limits.maxBodyBytes and the byte budget, read
+ * within limits.requestTimeout. Whatever is refused gets an OpenAI-shaped answer from the error
+ * vocabulary; a connection is only cut when nothing can be said on it any more.
  */
-import type { IncomingMessage } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { BlockList, Socket } from "node:net";
 import { performance } from "node:perf_hooks";
-import Fastify, {
-  type FastifyBaseLogger,
-  type FastifyInstance,
-  type FastifyRequest,
-  LogController,
-} from "fastify";
+import type { Duplex } from "node:stream";
+import type { FastifyBaseLogger } from "fastify";
+import type { ApiKeys } from "../auth/api-keys.js";
 import { ColdfrontError } from "../errors.js";
 import type { Gate } from "../hold/gate.js";
+import type { ByteBudget } from "../limits/byte-budget.js";
+import { type BodyLimits, hasBody, readBody } from "./body.js";
+import { clientAddress, normalizeAddress, peerTrusted } from "./client-address.js";
 import { Exchange } from "./exchange.js";
 import type { Router } from "./router.js";
 
 export interface ClientServerOptions {
   readonly router: Router<Gate>;
   readonly maxBodyBytes: number;
+  /** limits.requestTimeout: the body must arrive within it of the headers. */
+  readonly requestTimeout: number;
+  readonly maxConnections: number | undefined;
+  readonly budget: ByteBudget;
+  readonly auth: ApiKeys | undefined;
+  /** trustedProxies; undefined when none are configured. */
+  readonly trusted: BlockList | undefined;
   readonly log: FastifyBaseLogger;
   readonly startedAt: Date;
   /** True once SIGTERM began: answer shutting_down instead of routing. */
   readonly shuttingDown: () => boolean;
 }
 
-function fromFastifyError(err: { code?: string; statusCode?: number; message: string }): ColdfrontError {
-  if (err.code === "FST_ERR_CTP_BODY_TOO_LARGE" || err.statusCode === 413) {
-    return new ColdfrontError(
-      "body_too_large",
-      "the request body is larger than this server accepts (limits.maxBodyBytes)",
-    );
-  }
-  return new ColdfrontError("invalid_request", err.message);
+/** Headers must be complete within this (or requestTimeout, if shorter): slowloris's bound. */
+const HEADERS_TIMEOUT = 10_000;
+/**
+ * Longer than common load balancers' idle timeout (60 s, AWS ALB), so that they close idle
+ * connections first and never send a request into one we are closing.
+ */
+const KEEP_ALIVE_TIMEOUT = 65_000;
+/** A refused request's unread body is discarded for at most this long, then the socket is cut. */
+const LINGER = 5_000;
+/** Past maxConnections by this many more, new sockets are closed without an answer (fd safety). */
+const CONNECTION_SLACK = 64;
+
+export interface ClientServer {
+  readonly server: Server;
+  listen(host: string, port: number): Promise<void>;
+  /** Stop accepting; resolves once every connection has ended. */
+  close(): Promise<void>;
 }
 
-export function createClientServer(o: ClientServerOptions): FastifyInstance {
-  const app = Fastify({
-    loggerInstance: o.log,
-    // Per-request logs cost throughput on the warm path and would carry URLs; lifecycle events
-    // (holds, readiness, timeouts) are logged by the gates instead.
-    logController: new LogController({ disableRequestLogging: true }),
-    // No per-request child logger either: nothing logs per request here, and one is an allocation
-    // per request on the warm path.
-    childLoggerFactory: (logger) => logger,
-    bodyLimit: o.maxBodyBytes,
-    // fastify's own 503 on close is not in our vocabulary; shutdown answers are ours.
-    return503OnClosing: false,
-    // Longer than common load balancers' idle timeout (60 s), so they close first.
-    keepAliveTimeout: 65_000,
-  });
+/** Sockets over maxConnections, answered 503 on their first request and closed. */
+const overCap = new WeakSet<Socket>();
 
-  // Bodies stay raw bytes: they are replayed as received, never re-serialized.
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser("*", { parseAs: "buffer" }, (_req: FastifyRequest, body: Buffer, done) => {
-    done(null, body);
-  });
-
+export function createClientServer(o: ClientServerOptions): ClientServer {
+  const headersTimeout = Math.min(HEADERS_TIMEOUT, o.requestTimeout);
+  const bodyLimits: BodyLimits = {
+    maxBodyBytes: o.maxBodyBytes,
+    timeout: o.requestTimeout,
+    budget: o.budget,
+  };
+  const models = o.router.models;
   const modelsBody = JSON.stringify({
     object: "list",
-    data: o.router.models.map((id) => ({
+    data: models.map((id) => ({
       id,
       object: "model",
       created: Math.floor(o.startedAt.getTime() / 1000),
@@ -66,54 +78,200 @@ export function createClientServer(o: ClientServerOptions): FastifyInstance {
     })),
   });
 
-  app.setErrorHandler((err, _req, reply) => {
-    const e = fromFastifyError(err as { code?: string; statusCode?: number; message: string });
-    reply.code(e.status).headers(e.headers()).send(e.body());
-  });
-  app.setNotFoundHandler((_req, reply) => {
-    const e = new ColdfrontError("no_route", "no target serves this request");
-    reply.code(e.status).headers(e.headers()).send(e.body());
-  });
-
-  app.all("/*", (request, reply) => {
-    reply.hijack();
-    const raw: IncomingMessage = request.raw;
-    const body = request.body as Buffer | undefined;
+  const dispatch = (
+    req: IncomingMessage,
+    res: ServerResponse,
+    body: Buffer | undefined,
+    reserved: number,
+    arrivedAt: number,
+    keyId: string | undefined,
+  ): void => {
+    const remote = req.socket.remoteAddress;
+    const trustedPeer = peerTrusted(o.trusted, remote);
     const ex = new Exchange({
-      method: raw.method as string,
-      url: raw.url as string,
-      headers: raw.headers,
-      rawHeaders: raw.rawHeaders,
-      body: body !== undefined && body.length > 0 ? body : undefined,
-      remoteAddress: raw.socket.remoteAddress,
-      res: reply.raw,
-      arrivedAt: performance.now(),
+      method: req.method as string,
+      url: req.url as string,
+      headers: req.headers,
+      rawHeaders: req.rawHeaders,
+      body,
+      remoteAddress: remote === undefined ? undefined : normalizeAddress(remote),
+      trustedPeer,
+      identity:
+        keyId !== undefined
+          ? `key:${keyId}`
+          : `addr:${trustedPeer ? clientAddress(remote, req.headers["x-forwarded-for"], o.trusted) : remote === undefined ? "unknown" : normalizeAddress(remote)}`,
+      res,
+      arrivedAt,
+      budget: o.budget,
+      reserved,
     });
-    if (o.shuttingDown()) {
-      ex.fail(
-        new ColdfrontError("shutting_down", "coldfront is shutting down; retry to reach another replica"),
-      );
-      return;
-    }
-    // DESIGN.md step 2: answered from config, warm or cold, waking nothing.
-    if (
-      o.router.models.length > 0 &&
-      ex.method === "GET" &&
-      (ex.url === "/v1/models" || ex.url.startsWith("/v1/models?"))
-    ) {
-      reply.raw.writeHead(200, { "content-type": "application/json" });
-      reply.raw.end(modelsBody);
-      return;
-    }
     const routed = o.router.route({
-      host: raw.headers.host,
+      host: req.headers.host,
       url: ex.url,
-      hasBody: ex.body !== undefined,
+      hasBody: body !== undefined,
       json: () => ex.json(),
     });
     if (routed instanceof ColdfrontError) ex.fail(routed);
     else routed.handle(ex);
+  };
+
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    const arrivedAt = performance.now();
+    const url = req.url as string;
+    // Origin-form only (RFC 9112 §3.2.1): an absolute-form target would carry an authority of
+    // the client's choosing to the gateway, and bypass pathPrefixes and the /v1/models answer.
+    if (url.charCodeAt(0) !== 47) {
+      refuse(
+        req,
+        res,
+        new ColdfrontError("invalid_request", "the request target must be a path (origin-form)"),
+        true,
+      );
+      return;
+    }
+    // RFC 9112 §3.2: a 1.1 request without Host is a 400 (Node's own answer would have no body).
+    if (req.headers.host === undefined && req.httpVersionMinor === 1 && req.httpVersionMajor === 1) {
+      refuse(
+        req,
+        res,
+        new ColdfrontError("invalid_request", "an HTTP/1.1 request needs a Host header"),
+        true,
+      );
+      return;
+    }
+    if (overCap.has(req.socket)) {
+      refuse(
+        req,
+        res,
+        new ColdfrontError("queue_full", "coldfront has as many client connections as it accepts"),
+        true,
+      );
+      return;
+    }
+    if (o.shuttingDown()) {
+      refuse(
+        req,
+        res,
+        new ColdfrontError("shutting_down", "coldfront is shutting down; retry to reach another replica"),
+        true,
+      );
+      return;
+    }
+    let keyId: string | undefined;
+    if (o.auth !== undefined) {
+      keyId = o.auth.verify(req.headers);
+      if (keyId === undefined) {
+        refuse(req, res, new ColdfrontError("invalid_api_key", "a valid API key is required"), false);
+        return;
+      }
+    }
+    // DESIGN.md step 2: answered from config, warm or cold, waking nothing.
+    if (
+      models.length > 0 &&
+      req.method === "GET" &&
+      (url === "/v1/models" || url.startsWith("/v1/models?"))
+    ) {
+      req.resume();
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(modelsBody);
+      return;
+    }
+    if (!hasBody(req)) {
+      dispatch(req, res, undefined, 0, arrivedAt, keyId);
+      return;
+    }
+    readBody(req, bodyLimits, (r) => {
+      if (r.kind === "ok") dispatch(req, res, r.body, r.reserved, arrivedAt, keyId);
+      else if (r.kind === "refused") refuse(req, res, r.error, r.error.type === "request_timeout");
+      // "gone": the client closed mid-body; there is no one to answer.
+    });
+  };
+
+  const server = createServer(
+    {
+      headersTimeout,
+      // A backstop behind the body reader's own timer, which answers 408 in our vocabulary first.
+      requestTimeout: o.requestTimeout + headersTimeout + 1000,
+      // Node checks both timeouts on this tick (its default of 30 s would let them overrun).
+      connectionsCheckingInterval: 1000,
+      keepAliveTimeout: KEEP_ALIVE_TIMEOUT,
+      // Checked in onRequest, so the 400 is in our vocabulary.
+      requireHostHeader: false,
+    },
+    onRequest,
+  );
+
+  let open = 0;
+  server.on("connection", (socket: Socket) => {
+    open++;
+    socket.once("close", () => {
+      open--;
+    });
+    const max = o.maxConnections;
+    if (max !== undefined && open > max) {
+      if (open > max + CONNECTION_SLACK) socket.destroy();
+      else overCap.add(socket);
+    }
   });
 
-  return app;
+  // Parse errors and header timeouts: there is no ServerResponse, so the answer is written raw.
+  server.on("clientError", (err: Error & { code?: string }, socket: Duplex) => {
+    const busy = (socket as Duplex & { _httpMessage?: unknown })._httpMessage !== undefined;
+    if (err.code === "ECONNRESET" || err.code === "EPIPE" || !socket.writable || busy) {
+      socket.destroy();
+      return;
+    }
+    const e =
+      err.code === "ERR_HTTP_REQUEST_TIMEOUT"
+        ? new ColdfrontError("request_timeout", "the request headers did not arrive in time")
+        : err.code === "HPE_HEADER_OVERFLOW"
+          ? new ColdfrontError("invalid_request", "the request headers are too large")
+          : new ColdfrontError("invalid_request", `malformed HTTP request (${err.code ?? "parse error"})`);
+    socket.end(e.rawResponse());
+    setTimeout(() => socket.destroy(), 1000).unref();
+  });
+
+  // CONNECT carries an authority-form target: never proxied (origin-form only, as above).
+  server.on("connect", (_req: IncomingMessage, socket: Duplex) => {
+    const e = new ColdfrontError("invalid_request", "the request target must be a path (origin-form)");
+    socket.end(e.rawResponse());
+    setTimeout(() => socket.destroy(), 1000).unref();
+  });
+
+  return {
+    server,
+    listen: (host, port) =>
+      new Promise<void>((resolve, reject) => {
+        const onError = (err: Error) => reject(err);
+        server.once("error", onError);
+        server.listen({ host, port }, () => {
+          server.off("error", onError);
+          resolve();
+        });
+      }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/**
+ * Answers a request that will not be routed. With `close`, the connection ends after it (a
+ * timeout, a shed connection); otherwise it stays usable and the unread rest of the body is
+ * discarded, for at most LINGER, so the client reads our answer instead of a reset.
+ */
+function refuse(req: IncomingMessage, res: ServerResponse, err: ColdfrontError, close: boolean): void {
+  if (close) res.shouldKeepAlive = false;
+  res.writeHead(err.status, err.headers());
+  res.end(err.body());
+  if (req.complete) return;
+  req.removeAllListeners("data");
+  req.resume();
+  const timer = setTimeout(() => {
+    if (!req.complete) req.socket.destroy();
+  }, LINGER);
+  timer.unref();
+  req.once("end", () => clearTimeout(timer));
+  req.once("close", () => clearTimeout(timer));
 }

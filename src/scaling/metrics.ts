@@ -16,6 +16,7 @@ export const OUTCOMES = [
   "rate_limited",
   "client_aborted",
   "upstream_error",
+  "upstream_timeout",
   "shutting_down",
 ] as const;
 export type Outcome = (typeof OUTCOMES)[number];
@@ -31,11 +32,15 @@ export interface TargetMetrics {
   /** Seconds from the first held request until ready. */
   coldStart(seconds: number): void;
   retry(reason: RetryReason): void;
+  /** Outcomes since start, for /status. */
+  totals(): Record<Outcome, number>;
 }
 
 interface OutcomeTally {
   /** Outcomes since the last scrape, per OUTCOMES index. */
   readonly counts: number[];
+  /** Outcomes since start, per OUTCOMES index. */
+  readonly totals: number[];
   readonly children: { inc(value?: number): void }[];
 }
 
@@ -48,7 +53,7 @@ export class Metrics {
   /** Outcome counts kept as plain numbers on the warm path, handed to the counter at scrape. */
   readonly #tallies: OutcomeTally[] = [];
 
-  constructor(hub: SignalHub) {
+  constructor(hub: SignalHub, heldBytes: () => number = () => 0) {
     const tallies = this.#tallies;
     collectDefaultMetrics({ register: this.registry });
     const registers = [this.registry];
@@ -68,6 +73,24 @@ export class Metrics {
       registers,
       collect() {
         for (const t of hub.targets()) this.set({ target: t.name }, t.inFlight);
+      },
+    });
+    new Gauge({
+      name: "coldfront_held_bytes",
+      help: "Bytes of request bodies being read, held or waiting to be sent (counted against limits.maxHeldBytes).",
+      registers,
+      collect() {
+        this.set(heldBytes());
+      },
+    });
+    new Gauge({
+      name: "coldfront_cold_start_eta_seconds",
+      help: "The expected duration of the target's next cold start, learned from its recent ones.",
+      labelNames: ["target"],
+      registers,
+      collect() {
+        for (const t of hub.targets())
+          if (t.expectedColdStartMs !== undefined) this.set({ target: t.name }, t.expectedColdStartMs / 1000);
       },
     });
     new Gauge({
@@ -123,6 +146,7 @@ export class Metrics {
   forTarget(target: string): TargetMetrics {
     const tally: OutcomeTally = {
       counts: new Array<number>(OUTCOMES.length).fill(0),
+      totals: new Array<number>(OUTCOMES.length).fill(0),
       children: OUTCOMES.map((o) => this.#requests.labels(target, o)),
     };
     this.#tallies.push(tally);
@@ -139,8 +163,13 @@ export class Metrics {
     return {
       outcome: (o) => {
         const i = index.get(o);
-        if (i !== undefined) tally.counts[i] = (tally.counts[i] as number) + 1;
+        if (i !== undefined) {
+          tally.counts[i] = (tally.counts[i] as number) + 1;
+          tally.totals[i] = (tally.totals[i] as number) + 1;
+        }
       },
+      totals: () =>
+        Object.fromEntries(OUTCOMES.map((o, i) => [o, tally.totals[i] as number])) as Record<Outcome, number>,
       held: (s) => hold.observe(s),
       coldStart: (s) => coldStart.observe(s),
       retry: (r) => retries.get(r)?.inc(),

@@ -11,6 +11,8 @@ export interface TargetSignals {
   readonly inFlight: number;
   /** The target's readiness source says ready. */
   readonly ready: boolean;
+  /** The cold-start ETA, ms, where the target learns one. */
+  readonly expectedColdStartMs?: number;
 }
 
 export interface SignalHub {

@@ -44,7 +44,13 @@ describe("config schema", () => {
     expect(c.limits.holdTimeout).toBe(600_000);
     expect(c.limits.maxPending).toBe(1000);
     expect(c.limits.maxBodyBytes).toBe(16 * 1024 * 1024);
-    expect(c.hold).toEqual({ keepaliveAfter: 10_000, keepaliveInterval: 15_000 });
+    expect(c.hold).toEqual({ keepaliveAfter: 10_000, keepaliveInterval: 15_000, wakeHold: 300_000 });
+    expect(c.limits.maxHeldBytes).toBe(256 * 1024 * 1024);
+    expect(c.limits.requestTimeout).toBe(60_000);
+    expect(c.limits.upstreamHeadersTimeout).toBeUndefined();
+    expect(c.limits.edgeTimeout).toBeUndefined();
+    expect(c.release.slotTimeout).toBe(500);
+    expect(c.trustedProxies).toEqual([]);
     expect(c.release.concurrency).toBe(64);
     expect(c.shutdown.gracePeriod).toBe(30_000);
     expect(c.targets[0]?.wakeMethods).toEqual(["POST"]);
@@ -67,6 +73,73 @@ describe("config schema", () => {
     const msg = errorOf({ ...minimal, limits: { holdTimeout: "10" } });
     expect(msg).toContain("limits.holdTimeout");
     expect(msg).toContain("duration");
+  });
+
+  test("a duration written as a bare YAML number gets the same friendly message as one without a unit", async () => {
+    const { parse } = await import("yaml");
+    for (const key of ["holdTimeout", "requestTimeout", "upstreamIdleTimeout"]) {
+      const unquoted = errorOf({ ...minimal, ...(parse(`limits: {${key}: 10}`) as object) });
+      const quoted = errorOf({ ...minimal, limits: { [key]: "10" } });
+      expect(unquoted).toContain(
+        `limits.${key}: expected a duration with a unit (250ms, 2s, 10m, 1h), got 10`,
+      );
+      expect(quoted).toContain(
+        `limits.${key}: expected a duration with a unit (250ms, 2s, 10m, 1h), got "10"`,
+      );
+      expect(unquoted).not.toContain("expected string");
+    }
+    expect(errorOf({ ...minimal, hold: { keepaliveInterval: 15 } })).toContain(
+      "hold.keepaliveInterval: expected a duration with a unit",
+    );
+    expect(errorOf({ ...minimal, limits: { maxBodyBytes: "huge" } })).toContain(
+      'limits.maxBodyBytes: expected a size in bytes or with a unit (512KiB, 16MiB), got "huge"',
+    );
+  });
+
+  test("durations are bounded: no 0 ms timers, nothing past setTimeout's 2^31-1 ms", () => {
+    expect(errorOf({ ...minimal, hold: { keepaliveInterval: "0ms" } })).toContain(
+      'hold.keepaliveInterval: must be between 100ms and 596h (the timer limit, 2^31-1 ms), got "0ms"',
+    );
+    expect(errorOf({ ...minimal, release: { retryBackoff: "0s" } })).toContain(
+      "release.retryBackoff: must be between 10ms",
+    );
+    expect(errorOf({ ...minimal, limits: { holdTimeout: "600h" } })).toContain(
+      'limits.holdTimeout: must be between 100ms and 596h (the timer limit, 2^31-1 ms), got "600h"',
+    );
+    expect(errorOf({ ...minimal, limits: { clientTimeoutMargin: "2m" } })).toContain(
+      "limits.clientTimeoutMargin: must be between 0ms and 1m",
+    );
+    expect(errorOf({ ...minimal, release: { retryBackoff: "5s", retryBackoffMax: "1s" } })).toContain(
+      "release.retryBackoffMax: retryBackoffMax must be at least retryBackoff",
+    );
+    expect(validateConfig({ ...minimal, limits: { holdTimeout: "596h" } }).limits.holdTimeout).toBe(
+      596 * 3_600_000,
+    );
+  });
+
+  test("a match.hosts entry with a port is refused: Host is matched without its port", () => {
+    const withPort = (host: string) =>
+      errorOf({ targets: [{ name: "a", upstream: "http://x", match: { hosts: [host] } }] });
+    expect(withPort("llama.example.com:8080")).toContain(
+      "targets[0].match.hosts[0]: expected a host name without a port",
+    );
+    expect(withPort("[::1]:8080")).toContain("targets[0].match.hosts[0]");
+    const ok = validateConfig({
+      targets: [{ name: "a", upstream: "http://x", match: { hosts: ["llama.example.com", "[::1]"] } }],
+    });
+    expect(ok.targets[0]?.match?.hosts).toEqual(["llama.example.com", "[::1]"]);
+  });
+
+  test("trustedProxies are addresses or CIDRs; auth needs a file", () => {
+    expect(
+      validateConfig({ ...minimal, trustedProxies: ["10.0.0.0/8", "fd00::/8", "192.168.1.1"] })
+        .trustedProxies,
+    ).toHaveLength(3);
+    expect(errorOf({ ...minimal, trustedProxies: ["10.0.0.0/33"] })).toContain(
+      "trustedProxies[0]: expected an IP address or CIDR",
+    );
+    expect(errorOf({ ...minimal, trustedProxies: ["proxy.internal"] })).toContain("trustedProxies[0]");
+    expect(errorOf({ ...minimal, auth: { apiKeys: {} } })).toContain("auth.apiKeys.file");
   });
 
   test("a bad nested key names its index", () => {

@@ -248,16 +248,34 @@ describe("coldfront's Deployment and its config", () => {
 });
 
 describe("RBAC", () => {
-  it("is exactly read access to EndpointSlices and ScaledObjects, in one namespace", () => {
+  it("is exactly read access to EndpointSlices and ScaledObjects in the base, in one namespace", () => {
     const all = manifests.map((m) => m.object);
     expect(ofKind(all, "ClusterRole")).toEqual([]);
     expect(ofKind(all, "ClusterRoleBinding")).toEqual([]);
-    const roles = ofKind<{ rules: Rule[] }>(all, "Role");
+    const roles = ofKind<{ rules: Rule[] }>(base, "Role");
     expect(roles.map((r) => r.metadata.name)).toEqual(["coldfront"]);
     expect(roles[0]!.rules).toEqual([
       { apiGroups: ["discovery.k8s.io"], resources: ["endpointslices"], verbs: ["get", "list", "watch"] },
       { apiGroups: ["keda.sh"], resources: ["scaledobjects"], verbs: ["get", "list", "watch"] },
     ]);
+  });
+
+  it("has one more Role, outside the base: get and patch on deployments/scale, for the scale wake", () => {
+    const all = manifests.map((m) => m.object);
+    const others = manifests.filter((m) => m.object.kind === "Role" && !m.file.startsWith("deploy/base/"));
+    expect(others.map((m) => [m.file, m.object.metadata.name])).toEqual([
+      ["deploy/wake-scale/rbac.yaml", "coldfront-scale"],
+    ]);
+    expect((others[0]!.object as K8sObject & { rules: Rule[] }).rules).toEqual([
+      { apiGroups: ["apps"], resources: ["deployments/scale"], verbs: ["get", "patch"] },
+    ]);
+    const binding = find<{ roleRef: object; subjects: object[] }>(all, "RoleBinding", "coldfront-scale");
+    expect(binding.roleRef).toEqual({
+      apiGroup: "rbac.authorization.k8s.io",
+      kind: "Role",
+      name: "coldfront-scale",
+    });
+    expect(binding.subjects).toEqual([{ kind: "ServiceAccount", name: pod.serviceAccountName }]);
   });
 
   it("binds the Role to the ServiceAccount the Deployment runs as, and to nothing else", () => {

@@ -1,7 +1,8 @@
 /**
  * The kustomize overlays rendered (by test/deploy/kustomize.ts, and by `kubectl kustomize` where
  * a kubectl is on the PATH, which must agree): valid objects, one namespace that matches the one
- * written inside the config, the replica-floor profiles, and everything still paused.
+ * written inside the config, the replica-floor profiles, and everything still paused; and the
+ * no-keda overlay (issue 12 "Wake without KEDA"): the scale wake's config and its Role.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -17,6 +18,7 @@ import {
   embeddedConfig,
   find,
   ofKind,
+  type Rule,
   type ScaledObject,
   validateObject,
 } from "./manifests.js";
@@ -189,9 +191,10 @@ const rendered = Object.fromEntries(
   Object.keys(OVERLAYS).map((name) => [name, renderKustomization(join(DEPLOY, "overlays", name))]),
 ) as Record<keyof typeof OVERLAYS, K8sObject[]>;
 const simRendered = renderKustomization(join(DEPLOY, "sim"));
+const noKeda = renderKustomization(join(DEPLOY, "overlays", "no-keda"));
 
 describe("the overlays", () => {
-  it("are exactly cost, dev and ha", () => {
+  it("are exactly cost, dev, ha and no-keda", () => {
     const dirs = deployFiles(/^kustomization\.yaml$/)
       .map((f) => f.slice(DEPLOY.length + 1))
       .filter((f) => f.startsWith("overlays/"));
@@ -199,6 +202,7 @@ describe("the overlays", () => {
       "overlays/cost/kustomization.yaml",
       "overlays/dev/kustomization.yaml",
       "overlays/ha/kustomization.yaml",
+      "overlays/no-keda/kustomization.yaml",
     ]);
   });
 
@@ -260,11 +264,83 @@ describe("the overlays", () => {
   }
 });
 
+describe("the no-keda overlay", () => {
+  const config = validateConfig(embeddedConfig(find(noKeda, "ConfigMap", "coldfront-config")), "no-keda");
+  const ns = find(noKeda, "Deployment", "coldfront").metadata.namespace;
+
+  it("renders the base and the scale wake's Role into one namespace, no ScaledObject, every object valid", async () => {
+    expect(noKeda.map(objectId).sort()).toEqual(
+      [
+        "ConfigMap/serving/coldfront-config",
+        "Deployment/serving/coldfront",
+        "PodDisruptionBudget/serving/coldfront",
+        "Role/serving/coldfront",
+        "Role/serving/coldfront-scale",
+        "RoleBinding/serving/coldfront",
+        "RoleBinding/serving/coldfront-scale",
+        "Service/serving/coldfront",
+        "Service/serving/coldfront-peers",
+        "ServiceAccount/serving/coldfront",
+        "ServiceMonitor/serving/coldfront",
+      ].sort(),
+    );
+    for (const o of noKeda) await validateObject(o, "overlays/no-keda");
+    expect(images(noKeda)).toEqual(["registry.example.com/platform/coldfront:0.1.0"]);
+    expect(find<Deployment>(noKeda, "Deployment", "coldfront").spec.replicas).toBe(2);
+  });
+
+  it("wakes every target through its Deployment's scale subresource, and watches no ScaledObject", () => {
+    expect(config.targets.map((t) => t.name)).toEqual(["llama", "sim"]);
+    for (const t of config.targets) {
+      // The Deployment behind the Service whose EndpointSlices say ready (deploy/README.md names).
+      expect(t.wake?.scale, t.name).toEqual({
+        namespace: ns,
+        kind: "Deployment",
+        name: t.readiness?.kubernetes?.service,
+      });
+      expect(t.readiness?.kubernetes?.namespace, t.name).toBe(ns);
+      // Without KEDA's CRDs this watch would never sync, and /readyz would never pass.
+      expect(t.scaledObject, t.name).toBeUndefined();
+    }
+    // The external-push server is for KEDA alone.
+    expect(config.scaler).toBeUndefined();
+  });
+
+  it("grants get and patch on deployments/scale alone, to coldfront's ServiceAccount, in a Role of its own", () => {
+    const role = find<{ rules: Rule[] }>(noKeda, "Role", "coldfront-scale");
+    expect(role.rules).toEqual([
+      { apiGroups: ["apps"], resources: ["deployments/scale"], verbs: ["get", "patch"] },
+    ]);
+    const binding = find<{ roleRef: object; subjects: object[] }>(noKeda, "RoleBinding", "coldfront-scale");
+    expect(binding.roleRef).toEqual({
+      apiGroup: "rbac.authorization.k8s.io",
+      kind: "Role",
+      name: "coldfront-scale",
+    });
+    expect(binding.subjects).toEqual([{ kind: "ServiceAccount", name: "coldfront", namespace: ns }]);
+    // The base Role stays read-only, and no other overlay gets the write.
+    const baseRole = find<{ rules: Rule[] }>(noKeda, "Role", "coldfront");
+    for (const r of baseRole.rules)
+      expect(r.verbs.filter((v) => !["get", "list", "watch"].includes(v))).toEqual([]);
+    for (const [name, objects] of Object.entries(rendered)) {
+      expect(objects.filter((o) => o.metadata.name === "coldfront-scale").map(objectId), name).toEqual([]);
+    }
+  });
+
+  it(`renders as kubectl kustomize does${withKubectl}`, { skip: !kubectl }, () => {
+    expect(canonical(noKeda)).toEqual(
+      canonical(kubectlKustomize(kubectl!, join(DEPLOY, "overlays", "no-keda"))),
+    );
+  });
+});
+
 describe("every rendered object", () => {
   it("has no field its Kubernetes or KEDA type does not declare (patches included)", async () => {
-    const all = [...Object.entries(rendered), ["sim", simRendered] as const].flatMap(([name, objects]) =>
-      objects.map((object) => ({ where: name, object })),
-    );
+    const all = [
+      ...Object.entries(rendered),
+      ["sim", simRendered] as const,
+      ["no-keda", noKeda] as const,
+    ].flatMap(([name, objects]) => objects.map((object) => ({ where: name, object })));
     const modelled = [];
     for (const l of all) if ((await validateObject(l.object, l.where)) === "model") modelled.push(l);
     expect(modelled.length).toBeGreaterThan(20);

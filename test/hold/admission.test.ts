@@ -1,4 +1,7 @@
-/** Who may be held: wake methods, the per-client share, and gateway cold signals (issue 4). */
+/** Who may be held: wake methods, the per-client share, and gateway cold signals. */
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, test } from "vitest";
 import type { ConfigInput } from "../../src/config/schema.js";
 import { errorBody, startColdTarget, useCleanups, waitFor } from "../helpers/app.js";
@@ -17,9 +20,21 @@ const call = (base: string, key: string) =>
     headers: { authorization: `Bearer ${key}` },
   });
 
+async function keyFile(...keys: string[]): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), "coldfront-keys-"));
+  defer(() => rm(dir, { recursive: true, force: true }));
+  const file = join(dir, "keys");
+  await writeFile(file, `# one key per line\n${keys.join("\n")}\n`);
+  return file;
+}
+
 describe("per-client share of maxPending", () => {
-  test("one API key holds at most its share; the excess gets 429 rate_limited, others still get in", async () => {
-    const { up, app, pending } = await cold({ limits: { maxPending: 6, maxClientShare: 0.5 } });
+  test("one verified API key holds at most its share; the excess gets 429 rate_limited, others still get in", async () => {
+    const file = await keyFile("runaway", "polite");
+    const { up, app, pending } = await cold({
+      limits: { maxPending: 6, maxClientShare: 0.5 },
+      auth: { apiKeys: { file } },
+    });
     const mine = [
       call(app.clientUrl, "runaway"),
       call(app.clientUrl, "runaway"),
@@ -34,6 +49,17 @@ describe("per-client share of maxPending", () => {
     await waitFor(() => pending() === 4, "other client held");
     await up.start();
     for (const r of await Promise.all([...mine, other])) expect(r.status).toBe(200);
+  });
+
+  test("without auth, an unverified key header buys no share of its own: rotating it still hits the address's share", async () => {
+    const { app, pending } = await cold({ limits: { maxPending: 6, maxClientShare: 0.5 } });
+    const held = [call(app.clientUrl, "k1"), call(app.clientUrl, "k2"), call(app.clientUrl, "k3")];
+    await waitFor(() => pending() === 3, "3 held");
+    const over = await call(app.clientUrl, "k4");
+    expect(over.status).toBe(429);
+    expect(pending()).toBe(3);
+    await app.close();
+    for (const r of await Promise.all(held)) expect(r.status).toBe(503);
   });
 
   test("without an API key, clients are told apart by address", async () => {

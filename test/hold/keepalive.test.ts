@@ -107,6 +107,35 @@ describe("stream keepalive", () => {
     expect((err as InstanceType<typeof OpenAI.APIError>).type).toBe("upstream_error");
   });
 
+  test("a stream that got early headers asks the upstream for identity; an encoded answer becomes an error event", async () => {
+    const { up, app } = await cold();
+    let encode = false;
+    up.handler = (req, res) => {
+      res.writeHead(200, {
+        "content-type": "text/event-stream",
+        ...(encode ? { "content-encoding": "gzip" } : {}),
+      });
+      res.end(`data: {"ae":${JSON.stringify(req.headers["accept-encoding"] ?? null)}}\n\ndata: [DONE]\n\n`);
+    };
+    const first = await streamRequest(app.clientUrl, {
+      headers: { "content-type": "application/json", "accept-encoding": "gzip, br" },
+    });
+    expect(first.status).toBe(200);
+    setTimeout(() => void up.start(), 300);
+    const text = await first.text();
+    expect(text).toContain('"ae":"identity"');
+
+    // An upstream that compresses anyway would corrupt a stream declared uncompressed.
+    await up.stop();
+    await waitFor(() => app.hub.get("llama")?.ready === false, "cold again", 10_000);
+    encode = true;
+    const second = await streamRequest(app.clientUrl);
+    setTimeout(() => void up.start(), 300);
+    const text2 = await second.text();
+    expect(text2).toMatch(/data: \{"error":\{"message":"upstream answered content-encoding gzip/);
+    expect(text2).not.toContain("[DONE]");
+  });
+
   test("a plain (non-streaming) request gets no early headers", async () => {
     const { up, app } = await cold();
     const call = fetch(`${app.clientUrl}/v1/chat/completions`, {
