@@ -18,6 +18,9 @@ import { Router } from "./proxy/router.js";
 import { createClientServer } from "./proxy/server.js";
 import { createPauseSource, createReadinessSource, KubeConfigProvider } from "./readiness/index.js";
 import type { PauseSource, ReadinessSource } from "./readiness/source.js";
+import { composeObservers } from "./observe/compose.js";
+import type { ObserverFactory } from "./observe/observer.js";
+import { requestLog } from "./observe/request-log.js";
 import { Metrics } from "./scaling/metrics.js";
 import { type ClusterDemand, localDemand, type SignalHub } from "./scaling/signals.js";
 
@@ -26,6 +29,8 @@ export interface AppOptions {
   readonly logger?: FastifyBaseLogger;
   /** For tests against a fake API server; else in-cluster or KUBECONFIG credentials. */
   readonly kubeConfig?: KubeConfig;
+  /** Where the OTEL_* variables are read (README "Observing requests"); process.env by default. */
+  readonly env?: NodeJS.ProcessEnv;
 }
 
 export interface App {
@@ -85,6 +90,9 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const budget = new ByteBudget(config.limits.maxHeldBytes);
   const metrics = new Metrics(registry, () => budget.used);
   const auth = config.auth ? await ApiKeys.load(config.auth.apiKeys.file, log) : undefined;
+  const observers: ObserverFactory[] = [];
+  if (config.log.requests) observers.push(requestLog(log, config.log.requestSample));
+  const observe = composeObservers(observers);
   const sources: ReadinessSource[] = [];
   const pauses: PauseSource[] = [];
   const forwarders: Forwarder[] = [];
@@ -183,11 +191,13 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     log,
     startedAt,
     shuttingDown: () => shuttingDown,
+    observe,
   });
 
   const cleanupOnFailure = async () => {
     auth?.stop();
     await Promise.allSettled([
+      observe?.stop(),
       admin.close(),
       client.close(),
       ...sources.map((s) => s.stop()),
@@ -251,6 +261,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       for (const g of registry.targets()) g.close();
       auth?.stop();
       await Promise.allSettled([
+        observe?.stop(),
         admin.close(),
         scaler?.close(),
         cluster.stop(),

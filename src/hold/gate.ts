@@ -265,15 +265,15 @@ export class Gate implements TargetSignals {
       this.#changed();
     }
     if (ex.abandoned) {
-      this.#o.metrics.outcome("shutting_down");
+      this.#outcome(ex, "shutting_down");
       return;
     }
     switch (result.kind) {
       case "sent":
-        this.#o.metrics.outcome("forwarded");
+        this.#outcome(ex, "forwarded");
         return;
       case "aborted":
-        this.#o.metrics.outcome("client_aborted");
+        this.#outcome(ex, "client_aborted");
         return;
       case "cold":
         // Readiness said ready but the gateway has no endpoint (yet, or any more): hold rather
@@ -284,13 +284,13 @@ export class Gate implements TargetSignals {
         else this.#fail(ex, "target_cold", `target '${this.name}' has no ready endpoint`);
         return;
       case "timeout":
-        this.#o.metrics.outcome("upstream_timeout");
+        this.#outcome(ex, "upstream_timeout");
         ex.fail(this.#headersTimeout());
         return;
       case "failed":
       case "broken":
         this.#o.log.warn({ target: this.name, err: result.error.message }, "upstream failed");
-        this.#o.metrics.outcome("upstream_error");
+        this.#outcome(ex, "upstream_error");
         ex.fail(
           new ColdfrontError(
             "upstream_error",
@@ -312,7 +312,7 @@ export class Gate implements TargetSignals {
   #hold(ex: Exchange): void {
     // A warm attempt that met a cold answer may find its client already gone.
     if (ex.closed) {
-      this.#o.metrics.outcome("client_aborted");
+      this.#outcome(ex, "client_aborted");
       return;
     }
     const limits = this.#o.limits;
@@ -350,7 +350,8 @@ export class Gate implements TargetSignals {
     this.#armDeadline(ticket, now);
     if (ex.streaming) this.#armKeepalive(ticket, this.#o.hold.keepaliveAfter);
     ex.forgetJson();
-    this.#enqueue(ticket);
+    const ahead = this.#enqueue(ticket);
+    ex.observer?.held(ahead);
     if (!this.#o.source.ready && this.#coldSince === undefined) {
       this.#coldSince = now;
       this.#o.log.info({ target: this.name }, "holding requests for a cold target");
@@ -359,15 +360,26 @@ export class Gate implements TargetSignals {
     this.#pump();
   }
 
-  /** Inserts by arrival order: at the tail for a new arrival, further up for one sent back. */
-  #enqueue(t: Ticket): void {
+  /**
+   * Inserts by arrival order: at the tail for a new arrival, further up for one sent back.
+   * Returns how many are queued ahead of it.
+   */
+  #enqueue(t: Ticket): number {
     let ref: Ticket | undefined = this.#fifo.peek();
+    let ahead = 0;
     // Fast path: a new arrival is the youngest of all.
     const tail = ref === undefined ? undefined : this.#lastQueued();
-    if (tail === undefined || tail.seq < t.seq) ref = undefined;
-    else while (ref !== undefined && ref.seq < t.seq) ref = ref.next;
+    if (tail === undefined || tail.seq < t.seq) {
+      ref = undefined;
+      ahead = this.#fifo.size;
+    } else
+      while (ref !== undefined && ref.seq < t.seq) {
+        ref = ref.next;
+        ahead++;
+      }
     this.#fifo.insertBefore(t, ref);
     this.#perClient.set(t.clientKey, (this.#perClient.get(t.clientKey) ?? 0) + 1);
+    return ahead;
   }
 
   #lastQueued(): Ticket | undefined {
@@ -488,13 +500,19 @@ export class Gate implements TargetSignals {
     t.clearTimers();
     t.ex.onClose(undefined);
     if (err) t.ex.fail(err, t.heldMs);
-    this.#o.metrics.outcome(outcome);
+    this.#outcome(t.ex, outcome);
     this.#o.metrics.held(t.heldMs / 1000);
+    t.ex.observer?.holdEnded(outcome, t.heldMs);
   }
 
   #fail(ex: Exchange, type: Outcome & ColdfrontError["type"], message: string): void {
-    this.#o.metrics.outcome(type);
+    this.#outcome(ex, type);
     ex.fail(new ColdfrontError(type, message));
+  }
+
+  #outcome(ex: Exchange, outcome: Outcome): void {
+    this.#o.metrics.outcome(outcome);
+    ex.outcome = outcome;
   }
 
   /** Releases held tickets in order while ready, as release slots allow. */
@@ -513,6 +531,7 @@ export class Gate implements TargetSignals {
       }
       const t = this.#fifo.peek() as Ticket;
       this.#dequeue(t);
+      t.ex.observer?.holdEnded("released", t.heldMs);
       void this.#replay(t);
     }
     // Queue empty and no backoff running: the warm path takes new arrivals again.
@@ -571,7 +590,8 @@ export class Gate implements TargetSignals {
         else {
           // Back in arrival order, ahead of everything that came after it (DESIGN.md step 6).
           t.heldSince = now;
-          this.#enqueue(t);
+          const ahead = this.#enqueue(t);
+          ex.observer?.held(ahead);
           if (ex.streaming)
             this.#armKeepalive(
               t,

@@ -5,9 +5,11 @@
  * also owns the request body's share of the byte budget, returned once the body is no longer kept.
  */
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from "node:http";
+import { performance } from "node:perf_hooks";
 import type { Writable } from "node:stream";
 import { ColdfrontError } from "../errors.js";
 import type { ByteBudget } from "../limits/byte-budget.js";
+import type { ExchangeObserver } from "../observe/observer.js";
 import { clientResponseHeaders } from "./headers.js";
 import { Collector } from "./sinks.js";
 
@@ -38,6 +40,8 @@ export interface ExchangeInit {
   readonly reserved?: number;
   /** The body parsed as JSON by routing, when routing needed it. */
   readonly json?: unknown;
+  /** Request logs and traces (README "Observing requests"); undefined when neither is on. */
+  readonly observer?: ExchangeObserver | undefined;
 }
 
 /** What a held request waited through, for its response headers. */
@@ -64,6 +68,15 @@ export class Exchange {
   held: HeldFacts | undefined;
   /** The gate answered it itself (shutdown) while an upstream attempt was out. */
   abandoned = false;
+  /** How it ended, by coldfront_requests_total's outcome label (set by the gate). */
+  outcome: string | undefined;
+  readonly observer: ExchangeObserver | undefined;
+  /** Upstream attempts made, and performance.now() of the first (for observers). */
+  attempts = 0;
+  firstAttemptAt: number | undefined;
+  /** Response body bytes relayed to the client (counted only with an observer). */
+  bytesOut = 0;
+  readonly #bytesIn: number;
   #body: Buffer | undefined;
   #budget: ByteBudget | undefined;
   #reserved: number;
@@ -94,12 +107,31 @@ export class Exchange {
     this.#reserved = init.reserved ?? 0;
     this.#json = init.json;
     this.#jsonParsed = init.json !== undefined;
+    this.observer = init.observer;
+    this.#bytesIn = init.body?.length ?? 0;
     init.res.once("close", () => {
       this.releaseBody();
-      if (init.res.writableFinished) return;
-      this.#closed = true;
-      this.#upstream?.abort(new Error("client went away"));
-      this.#onClose?.();
+      if (!init.res.writableFinished) {
+        this.#closed = true;
+        this.#upstream?.abort(new Error("client went away"));
+        this.#onClose?.();
+      }
+      // After the gate has recorded how it ended (its continuation of the forward runs later
+      // than this close event).
+      if (this.observer !== undefined) setImmediate(() => this.#observeEnd());
+    });
+  }
+
+  #observeEnd(): void {
+    const res = this.res;
+    const status = res.headersSent ? res.statusCode : 0;
+    (this.observer as ExchangeObserver).finished({
+      status,
+      outcome: this.outcome ?? (this.#closed ? "client_aborted" : "forwarded"),
+      bytesIn: this.#bytesIn,
+      bytesOut: this.bytesOut,
+      heldMs: this.held?.heldMs ?? 0,
+      upstreamMs: this.firstAttemptAt === undefined ? undefined : performance.now() - this.firstAttemptAt,
     });
   }
 

@@ -6,6 +6,7 @@
  * decides between replaying, holding again and failing.
  */
 import type { IncomingHttpHeaders, ServerResponse } from "node:http";
+import { performance } from "node:perf_hooks";
 import type { Writable } from "node:stream";
 import { type Dispatcher, Pool } from "undici";
 import { COLD_BODY_LIMIT, type ColdSignals } from "./cold-signals.js";
@@ -102,6 +103,12 @@ export class Forwarder {
    */
   forward(ex: Exchange, onHead?: () => void): Promise<ForwardResult> {
     if (ex.closed) return Promise.resolve(ABORTED);
+    let trace: readonly string[] | undefined;
+    const obs = ex.observer;
+    if (obs !== undefined) {
+      ex.firstAttemptAt ??= performance.now();
+      trace = obs.attemptStarted(++ex.attempts);
+    }
     return new Promise<ForwardResult>((resolve) => {
       this.#pool.dispatch(
         {
@@ -114,6 +121,7 @@ export class Forwarder {
             proto: this.#proto,
             host: ex.headers.host,
             identity: ex.earlyStream,
+            trace,
           }),
           body: ex.body ?? null,
         },
@@ -185,6 +193,7 @@ class Relay implements Dispatcher.DispatchHandler {
   ): void {
     this.#status = statusCode;
     this.#head();
+    this.#ex.observer?.attemptHead(statusCode);
     const v = this.#cold.head(statusCode, headers);
     if (v === "cold") {
       this.#mode = "cold";
@@ -293,7 +302,9 @@ class Relay implements Dispatcher.DispatchHandler {
     this.#batch = [];
     if (res.destroyed || res.writableEnded) return;
     this.#wrote = true;
-    const ok = res.write(batch.length === 1 ? (batch[0] as Buffer) : Buffer.concat(batch));
+    const out = batch.length === 1 ? (batch[0] as Buffer) : Buffer.concat(batch);
+    if (this.#ex.observer !== undefined) this.#ex.bytesOut += out.length;
+    const ok = res.write(out);
     if (!ok) this.#pause();
   };
 
@@ -320,6 +331,7 @@ class Relay implements Dispatcher.DispatchHandler {
     if (this.#done) return;
     this.#done = true;
     this.#head();
+    this.#ex.observer?.attemptEnded(result.kind, result.kind === "cold" ? result.reason : undefined);
     this.#ex.attachUpstream(undefined);
     this.#resolve(result);
   }

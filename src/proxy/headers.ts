@@ -50,6 +50,12 @@ export interface ForwardedFacts {
    * stream is uncompressed (DESIGN.md step 7).
    */
   readonly identity: boolean;
+  /**
+   * Trace context of this attempt's span (flat [name, value, ...]): replaces the client's
+   * traceparent/tracestate, so the upstream's spans join coldfront's. Undefined when tracing is
+   * off: the client's pass through unchanged.
+   */
+  readonly trace?: readonly string[] | undefined;
 }
 
 /**
@@ -88,8 +94,10 @@ export function upstreamRequestHeaders(rawHeaders: readonly string[], facts: For
       continue;
     }
     if (facts.identity && lower === "accept-encoding") continue;
+    if (facts.trace !== undefined && (lower === "traceparent" || lower === "tracestate")) continue;
     out.push(name, rawHeaders[i + 1] as string);
   }
+  if (facts.trace !== undefined) for (const h of facts.trace) out.push(h);
   const client = facts.remoteAddress ?? "unknown";
   out.push("x-forwarded-for", xff === undefined ? client : `${xff}, ${client}`);
   out.push("x-forwarded-proto", xfProto ?? facts.proto);

@@ -17,6 +17,7 @@ import type { ApiKeys } from "../auth/api-keys.js";
 import { ColdfrontError } from "../errors.js";
 import type { Gate } from "../hold/gate.js";
 import type { ByteBudget } from "../limits/byte-budget.js";
+import type { ObserverFactory } from "../observe/observer.js";
 import { type BodyLimits, hasBody, readBody } from "./body.js";
 import { clientAddress, normalizeAddress, peerTrusted } from "./client-address.js";
 import { Exchange } from "./exchange.js";
@@ -36,6 +37,8 @@ export interface ClientServerOptions {
   readonly startedAt: Date;
   /** True once SIGTERM began: answer shutting_down instead of routing. */
   readonly shuttingDown: () => boolean;
+  /** Request logs and traces; undefined when neither is on (the warm path then pays nothing). */
+  readonly observe?: ObserverFactory | undefined;
 }
 
 /** Headers must be complete within this (or requestTimeout, if shorter): slowloris's bound. */
@@ -88,6 +91,7 @@ export function createClientServer(o: ClientServerOptions): ClientServer {
   ): void => {
     const remote = req.socket.remoteAddress;
     const trustedPeer = peerTrusted(o.trusted, remote);
+    const observer = o.observe === undefined ? undefined : o.observe.start(factsOf(req, arrivedAt));
     const ex = new Exchange({
       method: req.method as string,
       url: req.url as string,
@@ -104,6 +108,7 @@ export function createClientServer(o: ClientServerOptions): ClientServer {
       arrivedAt,
       budget: o.budget,
       reserved,
+      observer,
     });
     const routed = o.router.route({
       host: req.headers.host,
@@ -111,8 +116,34 @@ export function createClientServer(o: ClientServerOptions): ClientServer {
       hasBody: body !== undefined,
       json: () => ex.json(),
     });
-    if (routed instanceof ColdfrontError) ex.fail(routed);
-    else routed.handle(ex);
+    if (routed instanceof ColdfrontError) {
+      ex.outcome = routed.type;
+      ex.fail(routed);
+    } else {
+      observer?.routed(routed.name);
+      routed.handle(ex);
+    }
+  };
+
+  /** A refusal at the door, with a request line for the request log when it is on. */
+  const refuseAndObserve = (
+    req: IncomingMessage,
+    res: ServerResponse,
+    err: ColdfrontError,
+    close: boolean,
+    arrivedAt: number,
+  ): void => {
+    refuse(req, res, err, close);
+    if (o.observe !== undefined) {
+      o.observe.start(factsOf(req, arrivedAt))?.finished({
+        status: err.status,
+        outcome: err.type,
+        bytesIn: 0,
+        bytesOut: 0,
+        heldMs: 0,
+        upstreamMs: undefined,
+      });
+    }
   };
 
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
@@ -121,39 +152,43 @@ export function createClientServer(o: ClientServerOptions): ClientServer {
     // Origin-form only (RFC 9112 §3.2.1): an absolute-form target would carry an authority of
     // the client's choosing to the gateway, and bypass pathPrefixes and the /v1/models answer.
     if (url.charCodeAt(0) !== 47) {
-      refuse(
+      refuseAndObserve(
         req,
         res,
         new ColdfrontError("invalid_request", "the request target must be a path (origin-form)"),
         true,
+        arrivedAt,
       );
       return;
     }
     // RFC 9112 §3.2: a 1.1 request without Host is a 400 (Node's own answer would have no body).
     if (req.headers.host === undefined && req.httpVersionMinor === 1 && req.httpVersionMajor === 1) {
-      refuse(
+      refuseAndObserve(
         req,
         res,
         new ColdfrontError("invalid_request", "an HTTP/1.1 request needs a Host header"),
         true,
+        arrivedAt,
       );
       return;
     }
     if (overCap.has(req.socket)) {
-      refuse(
+      refuseAndObserve(
         req,
         res,
         new ColdfrontError("queue_full", "coldfront has as many client connections as it accepts"),
         true,
+        arrivedAt,
       );
       return;
     }
     if (o.shuttingDown()) {
-      refuse(
+      refuseAndObserve(
         req,
         res,
         new ColdfrontError("shutting_down", "coldfront is shutting down; retry to reach another replica"),
         true,
+        arrivedAt,
       );
       return;
     }
@@ -161,7 +196,13 @@ export function createClientServer(o: ClientServerOptions): ClientServer {
     if (o.auth !== undefined) {
       keyId = o.auth.verify(req.headers);
       if (keyId === undefined) {
-        refuse(req, res, new ColdfrontError("invalid_api_key", "a valid API key is required"), false);
+        refuseAndObserve(
+          req,
+          res,
+          new ColdfrontError("invalid_api_key", "a valid API key is required"),
+          false,
+          arrivedAt,
+        );
         return;
       }
     }
@@ -182,7 +223,8 @@ export function createClientServer(o: ClientServerOptions): ClientServer {
     }
     readBody(req, bodyLimits, (r) => {
       if (r.kind === "ok") dispatch(req, res, r.body, r.reserved, arrivedAt, keyId);
-      else if (r.kind === "refused") refuse(req, res, r.error, r.error.type === "request_timeout");
+      else if (r.kind === "refused")
+        refuseAndObserve(req, res, r.error, r.error.type === "request_timeout", arrivedAt);
       // "gone": the client closed mid-body; there is no one to answer.
     });
   };
@@ -253,6 +295,17 @@ export function createClientServer(o: ClientServerOptions): ClientServer {
       new Promise<void>((resolve) => {
         server.close(() => resolve());
       }),
+  };
+}
+
+function factsOf(req: IncomingMessage, arrivedAt: number) {
+  const url = req.url as string;
+  const q = url.indexOf("?");
+  return {
+    method: req.method as string,
+    path: q < 0 ? url : url.slice(0, q),
+    headers: req.headers,
+    arrivedAt,
   };
 }
 
