@@ -1,8 +1,19 @@
 #!/usr/bin/env node
 /**
  * coldfront's executable (package.json bin): `coldfront proxy ...` and `coldfront sim ...`.
+ *
+ * Static imports are evaluated before this module's body, so only these two, which load nothing
+ * else, are static: the Node version check below must run before undici or fastify load. The
+ * commands are imported dynamically, after it.
  */
+import { nodeVersionProblem } from "./cli/node-version.js";
 import { ConfigError } from "./errors.js";
+
+const tooOld = nodeVersionProblem(process.versions.node, process.execPath);
+if (tooOld !== undefined) {
+  process.stderr.write(tooOld);
+  process.exit(2);
+}
 
 const USAGE = `usage:
   coldfront proxy --config FILE

@@ -3,6 +3,7 @@ import { startApp } from "../app.js";
 import { readConfigFile, validateConfig } from "../config/load.js";
 import type { Config } from "../config/schema.js";
 import { ConfigError } from "../errors.js";
+import { onStopRequests } from "./stop-requests.js";
 
 const OPTIONS = {
   config: { type: "string" },
@@ -53,25 +54,20 @@ async function configFromArgs(argv: string[]): Promise<Config> {
 export async function runProxyCommand(argv: string[]): Promise<void> {
   const config = await configFromArgs(argv);
   const app = await startApp(config);
-  let signals = 0;
-  const onSignal = (signal: NodeJS.Signals) => {
-    signals++;
-    if (signals > 1) {
-      app.log.warn({ signal }, "second signal: exiting now");
+  onStopRequests({
+    stop(reason) {
+      app.log.info({ reason, gracePeriodMs: config.shutdown.gracePeriod }, "shutting down");
+      app.shutdown().then(
+        () => process.exit(0),
+        (err: Error) => {
+          app.log.error({ err: err.message }, "shutdown failed");
+          process.exit(1);
+        },
+      );
+    },
+    force(reason) {
+      app.log.warn({ reason }, "second signal: exiting now");
       process.exit(1);
-    }
-    app.log.info({ signal, gracePeriodMs: config.shutdown.gracePeriod }, "shutting down");
-    app.shutdown().then(
-      () => process.exit(0),
-      (err: Error) => {
-        app.log.error({ err: err.message }, "shutdown failed");
-        process.exit(1);
-      },
-    );
-  };
-  process.on("SIGTERM", onSignal);
-  process.on("SIGINT", onSignal);
-  // A closed terminal: without a handler Node exits at once and a `process` target's command
-  // would outlive coldfront.
-  process.on("SIGHUP", onSignal);
+    },
+  });
 }
