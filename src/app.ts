@@ -5,6 +5,7 @@
 import type { AddressInfo } from "node:net";
 import type { KubeConfig } from "@kubernetes/client-node";
 import Fastify, { type FastifyBaseLogger } from "fastify";
+import { readinessReport } from "./admin/readiness.js";
 import { createAdminServer } from "./admin/server.js";
 import { ApiKeys } from "./auth/api-keys.js";
 import { type Config, trustedProxyList } from "./config/schema.js";
@@ -12,15 +13,15 @@ import { ConfigError } from "./errors.js";
 import { Gate } from "./hold/gate.js";
 import { GateRegistry } from "./hold/registry.js";
 import { ByteBudget } from "./limits/byte-budget.js";
+import { composeObservers } from "./observe/compose.js";
+import type { ObserverFactory } from "./observe/observer.js";
+import { requestLog } from "./observe/request-log.js";
 import { ColdSignals } from "./proxy/cold-signals.js";
 import { Forwarder } from "./proxy/forward.js";
 import { Router } from "./proxy/router.js";
 import { createClientServer } from "./proxy/server.js";
 import { createPauseSource, createReadinessSource, KubeConfigProvider } from "./readiness/index.js";
 import type { PauseSource, ReadinessSource } from "./readiness/source.js";
-import { composeObservers } from "./observe/compose.js";
-import type { ObserverFactory } from "./observe/observer.js";
-import { requestLog } from "./observe/request-log.js";
 import { Metrics } from "./scaling/metrics.js";
 import { type ClusterDemand, localDemand, type SignalHub } from "./scaling/signals.js";
 
@@ -99,6 +100,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const wakers: { stop(): Promise<void> }[] = [];
   const targetsForReadiness: { name: string; source: ReadinessSource; pause: PauseSource | undefined }[] = [];
   let shuttingDown = false;
+  /** The client port is bound (the admin port listens first, so /readyz must wait for it). */
+  let listening = false;
 
   const routed: { config: (typeof config.targets)[number]; target: Gate }[] = [];
   for (const target of config.targets) {
@@ -171,14 +174,9 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       maxHeldBytes: budget.max,
       refusedOverBudget: budget.refused,
     }),
-    isReady: () => {
-      const reasons: string[] = [];
-      if (shuttingDown) reasons.push("shutting down");
-      for (const t of targetsForReadiness) {
-        if (!t.source.synced) reasons.push(`target '${t.name}': readiness source not synced`);
-      }
-      return { ready: reasons.length === 0, reasons };
-    },
+    // DESIGN.md "Admin surface": listeners up, each target's readiness source has answered once.
+    isReady: () =>
+      readinessReport({ shuttingDown: shuttingDown || !listening, targets: targetsForReadiness }),
   });
   const client = createClientServer({
     router: new Router(routed),
@@ -212,6 +210,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       admin.listen({ host: config.admin.host, port: config.admin.port }),
     );
     await bindOrExplain("listen", config.listen, () => client.listen(config.listen.host, config.listen.port));
+    listening = true;
     if (config.scaler) {
       const { startGrpcScaler } = await import("./scaling/grpc-scaler.js");
       const listen = config.scaler.listen;

@@ -1,9 +1,11 @@
 /**
  * Reads a request body into memory, bounded three ways (README "Bounds"): by
  * `limits.maxBodyBytes` (413), by the process-wide byte budget (503 queue_full, reserved as the
- * bytes arrive, or all at once when Content-Length announces them), and by
- * `limits.requestTimeout` (408). A body being read holds no place in any queue, so without these
- * a slow or endless body would be the cheapest way to grow coldfront's memory.
+ * bytes arrive, or all at once when Content-Length announces them), and in time by
+ * `limits.requestTimeout`, which Node's server enforces per connection with no timer per request
+ * (src/proxy/server.ts answers its 408; the reader then sees the socket close and returns its
+ * bytes). A body being read holds no place in any queue, so without these a slow or endless body
+ * would be the cheapest way to grow coldfront's memory.
  */
 import type { IncomingMessage } from "node:http";
 import { ColdfrontError } from "../errors.js";
@@ -11,8 +13,6 @@ import type { ByteBudget } from "../limits/byte-budget.js";
 
 export interface BodyLimits {
   readonly maxBodyBytes: number;
-  /** ms from the request's headers until its body must be complete. */
-  readonly timeout: number;
   readonly budget: ByteBudget;
 }
 
@@ -68,7 +68,6 @@ class BodyReader {
   #chunks: Buffer[] | undefined;
   #size = 0;
   #reserved: number;
-  #timer: NodeJS.Timeout;
   #finished = false;
 
   constructor(
@@ -83,7 +82,6 @@ class BodyReader {
     this.#reserved = declared ?? 0;
     if (declared !== undefined) this.#whole = Buffer.allocUnsafe(declared);
     else this.#chunks = [];
-    this.#timer = setTimeout(this.#onTimeout, limits.timeout);
     req.on("data", this.#onData);
     req.once("end", this.#onEnd);
     req.once("close", this.#onClose);
@@ -132,16 +130,6 @@ class BodyReader {
     this.#done({ kind: "gone" });
   };
 
-  readonly #onTimeout = (): void => {
-    if (this.#finished) return;
-    this.#refuse(
-      new ColdfrontError(
-        "request_timeout",
-        `the request body did not arrive within ${Math.round(this.#limits.timeout / 1000)}s (limits.requestTimeout)`,
-      ),
-    );
-  };
-
   #refuse(error: ColdfrontError): void {
     this.#end();
     this.#giveBack();
@@ -151,7 +139,6 @@ class BodyReader {
 
   #end(): void {
     this.#finished = true;
-    clearTimeout(this.#timer);
     this.#req.off("data", this.#onData);
     this.#req.off("end", this.#onEnd);
     this.#req.off("close", this.#onClose);

@@ -4,6 +4,12 @@
  * signal reaches the wrappers it may start (`npm exec`, `sh -c`, a Python launcher) along with
  * their children, and so that a Ctrl-C in coldfront's terminal reaches coldfront alone, which
  * then stops the group in order.
+ *
+ * A bare `node` as the command's first word runs coldfront's own Node (`process.execPath`), not
+ * the first `node` on PATH: coldfront may run on a Node that PATH does not lead to (the pinned
+ * one of npm scripts, an absolute path), and the one PATH leads to may be too old (DESIGN.md
+ * "Runtime": the system Node may be older than 24). Only that exact word is replaced: `nodejs`,
+ * `/usr/bin/node`, `npx` or `sh -c "node ..."` run as written.
  */
 import { spawn } from "node:child_process";
 import type { Readable } from "node:stream";
@@ -24,6 +30,16 @@ export interface ChildOptions {
   /** Each line the command writes, at most `maxLine` characters. */
   readonly onLine: (stream: "stdout" | "stderr", line: string) => void;
   readonly maxLine?: number;
+  /**
+   * Called once, synchronously, when the run is over: its leader exited (and the group was
+   * killed), or coldfront is exiting and the exit hook killed the group.
+   */
+  readonly onEnd?: () => void;
+}
+
+/** The file to execute for a command's first word: see the top of this file. */
+export function commandFile(first: string): string {
+  return first === "node" ? process.execPath : first;
 }
 
 const DEFAULT_MAX_LINE = 4096;
@@ -37,7 +53,9 @@ export class ChildGroup {
   /** Last resort: coldfront exits without stop() (an uncaught error, process.exit()). */
   readonly #onProcessExit = (): void => {
     this.#killGroup("SIGKILL");
+    this.#ended();
   };
+  #onEnd: (() => void) | undefined;
 
   constructor(o: ChildOptions) {
     let settle!: (info: ExitInfo) => void;
@@ -51,13 +69,16 @@ export class ChildGroup {
       // group id is still certainly this run's.
       this.#killGroup("SIGKILL");
       process.removeListener("exit", this.#onProcessExit);
+      this.#ended();
       settle(info);
     };
-    const [file, ...args] = o.command as [string, ...string[]];
+    this.#onEnd = o.onEnd;
+    const [first, ...args] = o.command as [string, ...string[]];
+    const file = commandFile(first);
     let pid: number | undefined;
     try {
-      // No shell: the words are passed as they are. The PATH lookup uses the merged env, so under
-      // npm scripts `node` is the project's pinned Node (node_modules/.bin first).
+      // No shell: the words are passed as they are. The PATH lookup (for any first word but
+      // `node`) uses the merged env.
       const child = spawn(file, args, {
         cwd: o.cwd,
         env: { ...process.env, ...o.env },
@@ -79,6 +100,12 @@ export class ChildGroup {
     }
     this.pid = pid;
     if (pid !== undefined) process.on("exit", this.#onProcessExit);
+  }
+
+  #ended(): void {
+    const onEnd = this.#onEnd;
+    this.#onEnd = undefined;
+    onEnd?.();
   }
 
   /** The leader has not exited yet. */

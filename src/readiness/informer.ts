@@ -20,6 +20,13 @@
  *   aborted, its delays are cleared, a watch it opens late is aborted at once, and whatever it
  *   still reports is ignored.
  *
+ * A refusal (401 or 403: credentials or RBAC; 404: the API server does not serve the type, e.g. a
+ * CRD that is not installed) is no outage: only an operator fixes it, so it is retried at a slower
+ * pace (`rejectedBackoff` up to `backoffMax`), warned about once per status code rather than per
+ * retry, and exposed (`rejection`) so the owner can count it as an answer (DESIGN.md "Admin
+ * surface": one target's missing RBAC must not keep the replica unready). A 404 also means no
+ * object of the type exists: the owner's view is replaced with an empty list.
+ *
  * 410 Gone is left to the library (both forms re-list: an HTTP 410 on the watch request, and an
  * ERROR event with code 410 inside the stream, which the API server follows by ending it). Every
  * list, the first and each re-list, replaces the caller's view wholesale, so an object deleted
@@ -45,6 +52,11 @@ export interface InformerTuning {
   /** First restart delay after an error (ms); doubles per error up to backoffMax. */
   readonly backoffInitial: number;
   readonly backoffMax: number;
+  /**
+   * First restart delay after a refusal (401, 403, 404), ms; doubles per error up to backoffMax.
+   * Slower than for an outage: the API server answered, and only an operator changes its answer.
+   */
+  readonly rejectedBackoff: number;
   /** A run synced this long before it failed starts the backoff over (ms). */
   readonly healthyAfter: number;
   /** Server-side watch timeout; each watch asks for a random value between this and twice it. */
@@ -64,6 +76,7 @@ export const defaultTuning: InformerTuning = {
   watchdog: 180_000,
   backoffInitial: 250,
   backoffMax: 30_000,
+  rejectedBackoff: 5_000,
   healthyAfter: 60_000,
   watchTimeoutSeconds: 60,
 };
@@ -95,6 +108,16 @@ export interface ResilientInformerOptions<T extends KubernetesObject> {
   readonly log: FastifyBaseLogger;
   /** Extra fields for every log line (target, namespace, ...). */
   readonly logContext: Record<string, unknown>;
+  /** What a refusal means to the owner, for its warning: "the target counts as not paused". */
+  readonly whileRefused?: string;
+}
+
+/** The API server's refusal of a list or watch: see the top of this file. */
+export interface Rejection {
+  /** 401, 403 or 404. */
+  readonly code: number;
+  /** describeError() of it, for /status. */
+  readonly error: string;
 }
 
 type WatchCallback = (phase: string, apiObj: unknown, watchObj?: unknown) => void;
@@ -128,6 +151,7 @@ export class ResilientInformer<T extends KubernetesObject> {
   #restartTimer: NodeJS.Timeout | undefined;
   #lastError: string | undefined;
   #lastEventAt: number | undefined;
+  #rejection: Rejection | undefined;
 
   constructor(options: ResilientInformerOptions<T>) {
     this.#o = options;
@@ -138,16 +162,26 @@ export class ResilientInformer<T extends KubernetesObject> {
     return this.#synced;
   }
 
+  /**
+   * The API server's latest refusal (401, 403, 404), kept through other errors until a list
+   * succeeds again; undefined while none stands.
+   */
+  get rejection(): Rejection | undefined {
+    return this.#rejection;
+  }
+
   status(): {
     watch: WatchHealth;
     restarts: number;
     lastError: string | null;
+    rejected: number | null;
     lastEventAgoMs: number | null;
   } {
     return {
       watch: this.#health,
       restarts: this.#restarts,
       lastError: this.#lastError ?? null,
+      rejected: this.#rejection?.code ?? null,
       lastEventAgoMs:
         this.#lastEventAt === undefined ? null : Math.round(performance.now() - this.#lastEventAt),
     };
@@ -226,6 +260,12 @@ export class ResilientInformer<T extends KubernetesObject> {
       );
     this.#health = "synced";
     this.#synced = true;
+    if (this.#rejection)
+      this.#o.log.info(
+        { ...this.#o.logContext, was: this.#rejection.error },
+        `${this.#o.describe}: the API server answers again`,
+      );
+    this.#rejection = undefined;
     this.#o.handlers.replace(list.items);
     return list as KubernetesListObject<KubernetesObject>;
   }
@@ -294,16 +334,31 @@ export class ResilientInformer<T extends KubernetesObject> {
   #failed(run: Run, err: unknown): void {
     if (run.dead || this.#stopped) return;
     const t = this.#o.tuning;
+    const code = refusal(err);
     const healthy = run.syncedAt !== undefined && performance.now() - run.syncedAt >= t.healthyAfter;
+    const first =
+      code === undefined
+        ? t.backoffInitial
+        : Math.min(t.backoffMax, Math.max(t.backoffInitial, t.rejectedBackoff));
     this.#backoff =
-      healthy || this.#backoff === 0 ? t.backoffInitial : Math.min(t.backoffMax, this.#backoff * 2);
+      healthy || this.#backoff === 0 ? first : Math.min(t.backoffMax, Math.max(first, this.#backoff * 2));
     // Jitter, so that many replicas that lost the API server together do not return together.
     const delay = Math.round(this.#backoff * (0.8 + Math.random() * 0.4));
     this.#lastError = describeError(err);
-    this.#o.log.warn(
-      { ...this.#o.logContext, err: this.#lastError, retryInMs: delay },
-      `list/watch of ${this.#o.describe} failed; restarting${forbidden(err) ? " (check the RBAC rules in deploy/RBAC.md)" : ""}`,
-    );
+    const fields = { ...this.#o.logContext, err: this.#lastError, retryInMs: delay };
+    if (code === undefined) {
+      this.#o.log.warn(fields, `list/watch of ${this.#o.describe} failed; restarting`);
+    } else {
+      // Once per status code, not per retry: the same refusal every 30 s is noise.
+      const again = this.#rejection?.code === code;
+      this.#rejection = { code, error: this.#lastError };
+      const consequence = this.#o.whileRefused ? `; ${this.#o.whileRefused}` : "";
+      const msg = `list/watch of ${this.#o.describe} refused: ${REFUSAL_HINT[code]}${consequence}; retrying in the background`;
+      if (again) this.#o.log.debug(fields, msg);
+      else this.#o.log.warn(fields, msg);
+      // A type the API server does not serve has no objects, whatever was seen of it before.
+      if (code === 404) this.#o.handlers.replace([]);
+    }
     this.#restart(run, delay);
   }
 
@@ -440,9 +495,17 @@ function statusMessage(body: unknown): string | undefined {
   return typeof m === "string" ? m : undefined;
 }
 
-function forbidden(err: unknown): boolean {
+const REFUSAL_HINT: Record<number, string> = {
+  401: "the API server does not accept coldfront's credentials",
+  403: "check the RBAC rules in deploy/RBAC.md",
+  404: "the API server does not serve this resource (is its CRD installed?)",
+};
+
+/** 401, 403 or 404 from the API server (on the list or on the watch request), else undefined. */
+function refusal(err: unknown): number | undefined {
   const e = err as { code?: unknown; statusCode?: unknown } | undefined;
-  return e?.code === 403 || e?.statusCode === 403 || e?.code === 401 || e?.statusCode === 401;
+  const code = typeof e?.code === "number" ? e.code : e?.statusCode;
+  return code === 401 || code === 403 || code === 404 ? code : undefined;
 }
 
 /** Request options that let `signal` abort a call of the generated client (it has no timeout). */

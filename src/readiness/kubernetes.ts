@@ -92,6 +92,11 @@ export class KubernetesSource implements ReadinessSource {
     return this.#informer.synced;
   }
 
+  /** The API server refused the list or watch (401, 403, 404) and no list has worked since. */
+  get refused(): string | undefined {
+    return this.#informer.rejection?.error;
+  }
+
   start(): Promise<void> {
     return this.#informer.start();
   }

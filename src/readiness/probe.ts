@@ -2,6 +2,12 @@
  * Ready when a URL answers 2xx (DESIGN.md "Readiness sources": probe). Polls every `interval`,
  * and every `heldInterval` while requests are held, so a release follows readiness within a
  * fraction of a second when it matters and costs little when it does not.
+ *
+ * Hysteresis (DESIGN.md "Bounds, identity and long cold starts": `failureThreshold`): a ready
+ * target turns cold only after `failureThreshold` failed probes in a row, so one lost probe does
+ * not turn requests into `target_cold`; after a failure it probes at the held pace, so a real
+ * outage is still confirmed within a few `heldInterval`s. Cold to ready is immediate, on the
+ * first success. The process source likewise waits for 3 failures (readiness/process.ts).
  */
 import type { FastifyBaseLogger } from "fastify";
 import { Agent, request } from "undici";
@@ -12,7 +18,11 @@ export interface ProbeOptions {
   readonly interval: number;
   readonly heldInterval: number;
   readonly timeout: number;
+  /** Failed probes in a row before a ready target counts as cold; 3 when not given. */
+  readonly failureThreshold?: number;
 }
+
+const DEFAULT_FAILURE_THRESHOLD = 3;
 
 export class ProbeSource implements ReadinessSource {
   readonly kind: string = "probe";
@@ -29,6 +39,8 @@ export class ProbeSource implements ReadinessSource {
   #running = false;
   #stopped = true;
   #probes = 0;
+  /** Failed probes in a row, since the last success. */
+  #failures = 0;
   #lastError: string | undefined;
 
   constructor(target: string, options: ProbeOptions, log: FastifyBaseLogger) {
@@ -74,7 +86,12 @@ export class ProbeSource implements ReadinessSource {
   }
 
   status(): Record<string, unknown> {
-    return { url: this.#o.url, probes: this.#probes, lastError: this.#lastError ?? null };
+    return {
+      url: this.#o.url,
+      probes: this.#probes,
+      failuresInARow: this.#failures,
+      lastError: this.#lastError ?? null,
+    };
   }
 
   /** One probe; schedules the next. Never throws: unreachable is simply not ready. */
@@ -87,17 +104,35 @@ export class ProbeSource implements ReadinessSource {
     this.#running = false;
     if (this.#stopped) return;
     this.#synced = true;
-    if (ok !== this.#ready) {
-      this.#ready = ok;
-      this.#log.info({ target: this.#target, ready: ok, url: this.#o.url }, "probe readiness changed");
-      this.#listeners.emit(ok);
+    this.#failures = ok ? 0 : this.#failures + 1;
+    const threshold = this.#o.failureThreshold ?? DEFAULT_FAILURE_THRESHOLD;
+    const ready = ok || (this.#ready && this.#failures < threshold);
+    if (ready !== this.#ready) {
+      this.#ready = ready;
+      this.#log.info(
+        {
+          target: this.#target,
+          ready,
+          url: this.#o.url,
+          ...(ready ? {} : { failures: this.#failures, err: error }),
+        },
+        "probe readiness changed",
+      );
+      this.#listeners.emit(ready);
+    } else if (!ok && ready) {
+      this.#log.debug(
+        { target: this.#target, url: this.#o.url, failures: this.#failures, threshold, err: error },
+        "probe failed; still ready until failureThreshold",
+      );
     }
+    // Fast while requests wait for a cold target, and while a failure of a ready one is unconfirmed.
+    const fast = ready ? this.#failures > 0 : this.#held;
     this.#timer = setTimeout(
       () => {
         this.#timer = undefined;
         void this.#probe();
       },
-      this.#held && !ok ? this.#o.heldInterval : this.#o.interval,
+      fast ? this.#o.heldInterval : this.#o.interval,
     );
   }
 }

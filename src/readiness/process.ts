@@ -13,12 +13,16 @@
  *   the source is synced from the start.
  * - Every timer is cleared by stop(), which waits for the run to end (bounded by
  *   stopGracePeriod plus a little).
+ * - Each run is recorded in a run file while it lives (readiness/pidfile.ts); before its first
+ *   run, start() stops a run that a killed coldfront left behind, so that no probe of ours is
+ *   answered by it and no run of ours finds its port taken.
  */
 import { performance } from "node:perf_hooks";
 import type { FastifyBaseLogger } from "fastify";
 import { Agent } from "undici";
 import type { TargetConfig } from "../config/schema.js";
 import { ChildGroup, type ExitInfo } from "./child.js";
+import { inspect, newRunId, RUN_ID_ENV, RunFile, startTimeOf, stopGroup } from "./pidfile.js";
 import { probeOnce } from "./probe.js";
 import { type Demand, Listeners, type ReadinessSource } from "./source.js";
 
@@ -69,11 +73,18 @@ export class ProcessSource implements ReadinessSource {
   #lastExit: ExitInfo | null = null;
   readonly #timers = new Timers<"probe" | "start" | "kill" | "backoff" | "idle">();
   #stopping: Promise<void> | undefined;
+  readonly #runFile: RunFile;
+  /** The check for a run left behind (once per source); nothing is launched before it is done. */
+  #leftover: Promise<void> | undefined;
+  #leftoverChecked = false;
+  #runFileWarned = false;
 
-  constructor(target: string, options: ProcessOptions, log: FastifyBaseLogger) {
+  /** `runDir` is for tests; by default readiness/pidfile.ts's runDirectory(). */
+  constructor(target: string, options: ProcessOptions, log: FastifyBaseLogger, runDir?: string) {
     this.#target = target;
     this.#o = options;
     this.#log = log;
+    this.#runFile = new RunFile(target, options.command, options.url, runDir);
   }
 
   get ready(): boolean {
@@ -86,7 +97,9 @@ export class ProcessSource implements ReadinessSource {
     this.#open = true;
     this.#stopping = undefined;
     this.#agent = new Agent({ keepAliveTimeout: 1000, connections: 2 });
-    if (this.#pending > 0) this.#launch();
+    this.#leftover ??= this.#stopLeftover();
+    await this.#leftover;
+    if (this.#open && this.#pending > 0 && this.#state === "stopped") this.#launch();
   }
 
   stop(): Promise<void> {
@@ -107,7 +120,7 @@ export class ProcessSource implements ReadinessSource {
     this.#inFlight = d.inFlight;
     if (d.pending > 0 || d.inFlight > 0) {
       this.#idle = false;
-      if (d.pending > 0 && this.#state === "stopped" && this.#open) this.#launch();
+      if (d.pending > 0 && this.#state === "stopped" && this.#open && this.#leftoverChecked) this.#launch();
       return;
     }
     if (this.#idle) return;
@@ -123,6 +136,7 @@ export class ProcessSource implements ReadinessSource {
       restarts: this.#restarts,
       lastExit: this.#lastExit,
       url: this.#o.url,
+      runFile: this.#runFile.path,
     };
   }
 
@@ -132,15 +146,19 @@ export class ProcessSource implements ReadinessSource {
     this.#startedAt = performance.now();
     this.#readyAt = undefined;
     this.#failedProbes = 0;
+    const runId = newRunId();
     const run = new ChildGroup({
       command: this.#o.command,
       cwd: this.#o.cwd,
-      env: this.#o.env,
+      // Inherited by everything the run starts: what proves a leftover group is this run.
+      env: { ...this.#o.env, [RUN_ID_ENV]: runId },
       onLine: (stream, line) => this.#forward(run, stream, line),
+      onEnd: () => this.#runFile.remove(runId),
     });
     this.#run = run;
     void run.exited.then((info) => this.#onExit(run, info));
     if (run.pid === undefined) return; // the spawn error arrives through `exited`
+    this.#record(run.pid, runId);
     // Env values are never logged: they may hold secrets. Only their names are.
     this.#log.info(
       {
@@ -154,6 +172,77 @@ export class ProcessSource implements ReadinessSource {
     );
     this.#armStartTimeout();
     this.#scheduleProbe(run, this.#o.probeInterval);
+  }
+
+  /** Writes the run file of a run just started; a directory that refuses it is warned about once. */
+  #record(pid: number, runId: string): void {
+    const written = this.#runFile.write({
+      target: this.#target,
+      pgid: pid,
+      startTime: startTimeOf(pid),
+      runId,
+      command: redact(this.#o.command),
+      url: this.#o.url,
+      owner: { pid: process.pid, startTime: startTimeOf(process.pid) },
+      startedAt: new Date().toISOString(),
+    });
+    if (written || this.#runFileWarned) return;
+    this.#runFileWarned = true;
+    this.#log.warn(
+      { target: this.#target, runFile: this.#runFile.path },
+      "cannot write the run file; a run outliving a killed coldfront will not be found",
+    );
+  }
+
+  /**
+   * Stops the run that the run file records, when it is still alive, proven to be that run, and
+   * its coldfront is gone (readiness/pidfile.ts): SIGTERM to its group, SIGKILL after
+   * stopGracePeriod. Never rejects.
+   */
+  async #stopLeftover(): Promise<void> {
+    try {
+      const record = this.#runFile.read();
+      if (!record) return;
+      const left = inspect(record);
+      const fields = {
+        target: this.#target,
+        pgid: record.pgid,
+        ownerPid: record.owner.pid,
+        command: record.command,
+        runFile: this.#runFile.path,
+      };
+      if (left.state === "owned") {
+        // Its coldfront is alive: two coldfronts run one command; the second's run will fail.
+        this.#log.warn(fields, "another coldfront runs this target's command; leaving its run alone");
+        return;
+      }
+      if (left.state === "unproven") {
+        this.#log.warn(
+          { ...fields, members: left.members },
+          "the process group of a run left behind is alive, but nothing proves it is that run; not stopping it",
+        );
+      } else if (left.state === "orphan") {
+        this.#log.warn(
+          { ...fields, members: left.members },
+          "found a run left behind by a coldfront that did not exit cleanly; stopping it",
+        );
+        const how = await stopGroup(record.pgid, this.#o.stopGracePeriod, KILL_WAIT);
+        if (how === "stuck") this.#log.error(fields, "the run left behind survived SIGKILL");
+        else
+          this.#log.info(
+            { ...fields, signal: how === "term" ? "SIGTERM" : "SIGKILL" },
+            "stopped the run left behind",
+          );
+      }
+      this.#runFile.remove(record.runId);
+    } catch (err) {
+      this.#log.warn(
+        { target: this.#target, err: (err as Error).message },
+        "checking for a run left behind failed",
+      );
+    } finally {
+      this.#leftoverChecked = true;
+    }
   }
 
   #forward(run: ChildGroup, stream: "stdout" | "stderr", line: string): void {
@@ -324,6 +413,8 @@ export class ProcessSource implements ReadinessSource {
   async #shutdown(): Promise<void> {
     this.#open = false;
     this.#timers.clearAll();
+    // A leftover being stopped is finished first (bounded by stopGracePeriod plus KILL_WAIT).
+    await this.#leftover;
     const run = this.#run;
     if (run?.running) {
       this.#log.info({ target: this.#target, childPid: run.pid }, "stopping command");

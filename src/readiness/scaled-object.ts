@@ -10,6 +10,13 @@
  * otherwise `autoscaling.keda.sh/paused` pauses unless it parses as false (Go's ParseBool;
  * KEDA treats a value it cannot parse as true). A ScaledObject that does not exist pauses
  * nothing.
+ *
+ * KEDA is optional to coldfront, so its absence is an answer, not an outage: when the list is
+ * answered 404 (the CRD keda.sh/v1alpha1 scaledobjects is not installed) the target counts as not
+ * paused and the source as synced, with one warning; the informer keeps asking at its slow refusal
+ * pace (readiness/informer.ts), so installing KEDA later is seen within about 30 s. A 403 (no
+ * RBAC for scaledobjects) leaves the last known state (not paused, from start) and shows in
+ * status().lastError; either way a pause source never holds /readyz (admin/readiness.ts).
  */
 import {
   CustomObjectsApi,
@@ -85,6 +92,7 @@ export class ScaledObjectPauseSource implements PauseSource {
       tuning: { ...defaultTuning, ...tuning },
       log,
       logContext: { target, namespace: ref.namespace, scaledObject: ref.name },
+      whileRefused: "the target counts as not paused",
       handlers: {
         replace: (items) => this.#update(items.find(mine)),
         upsert: (o) => {
@@ -101,8 +109,9 @@ export class ScaledObjectPauseSource implements PauseSource {
     return this.#paused;
   }
 
+  /** Listed once, or told the CRD does not exist: either way, known not to be paused. */
   get synced(): boolean {
-    return this.#informer.synced;
+    return this.#informer.synced || this.#informer.rejection?.code === 404;
   }
 
   start(): Promise<void> {
@@ -127,13 +136,15 @@ export class ScaledObjectPauseSource implements PauseSource {
       watch: s.watch,
       restarts: s.restarts,
       lastError: s.lastError,
+      rejected: s.rejected,
     };
   }
 
   #update(object: KubernetesObject | undefined): void {
     this.#object = object;
     const ctx = { target: this.#target, namespace: this.#ref.namespace, scaledObject: this.#ref.name };
-    if (!object && !this.#warnedMissing) {
+    // A missing CRD is not warned about here: the informer has just said so, with what it means.
+    if (!object && !this.#warnedMissing && this.#informer.rejection?.code !== 404) {
       this.#warnedMissing = true;
       this.#log.warn(ctx, "ScaledObject not found; treating the target's autoscaler as not paused");
     } else if (object) this.#warnedMissing = false;

@@ -18,9 +18,18 @@ export interface ReadinessSource {
   readonly ready: boolean;
   /**
    * True once the source has an answer it trusts (an informer synced, a first probe done).
-   * /readyz waits for every source to be synced.
+   * /readyz waits for every source to be synced or refused (admin/readiness.ts).
    */
   readonly synced: boolean;
+  /**
+   * Set when the source cannot get an answer and waiting will not change that: the API server
+   * refused (401, 403) or does not serve (404) what it watches. The text says why (also in
+   * status().lastError). The target keeps its last known readiness (cold from start), and /readyz
+   * counts the source as answered (admin/readiness.ts): one target's missing RBAC must not take
+   * the whole replica out of its Service. Cleared once the source gets an answer again; sources
+   * that are never refused leave it out.
+   */
+  readonly refused?: string | undefined;
   /** Begin observing. Must not throw for an unreachable backend: that is simply "not ready". */
   start(): Promise<void>;
   /** Stop observing and release everything (timers, watches, child processes). Idempotent. */

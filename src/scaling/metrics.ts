@@ -89,8 +89,13 @@ export class Metrics {
       labelNames: ["target"],
       registers,
       collect() {
+        // NaN while unknown (no cold start seen, no hold.expectedColdStart): the series exists from
+        // start like every gauge, without claiming an ETA of 0.
         for (const t of hub.targets())
-          if (t.expectedColdStartMs !== undefined) this.set({ target: t.name }, t.expectedColdStartMs / 1000);
+          this.set(
+            { target: t.name },
+            t.expectedColdStartMs === undefined ? Number.NaN : t.expectedColdStartMs / 1000,
+          );
       },
     });
     new Gauge({

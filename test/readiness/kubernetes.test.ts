@@ -525,19 +525,22 @@ describe("a kubernetes target in coldfront", () => {
     expect((await held).status).toBe(200);
   });
 
-  it("does not take an unknown error for an answer: a target whose list fails stays cold and unsynced", async () => {
+  it("a target whose list is refused (403) stays cold and says why, without keeping coldfront unready", async () => {
     const fake = await fakeKube();
     fake.failLists(1000, 403);
     const up = await upstream();
     const { app } = await coldfront(fake, up);
-    await waitFor(() => fake.lists >= 2, "retries");
+    // A refusal is retried slowly (5 s, then up to 30 s), so the test waits for the first only.
+    await waitFor(() => fake.lists >= 1, "the first list");
+    // README "/readyz": a refusal is an answer; the target stays cold and visible in /status.
+    await waitFor(async () => (await fetch(`${app.adminUrl}/readyz`)).status === 200, "ready");
     const res = await fetch(`${app.clientUrl}/v1/models`);
     expect(res.status).toBe(503);
     expect((await errorBody(res)).error.type).toBe("target_cold");
-    expect((await fetch(`${app.adminUrl}/readyz`)).status).toBe(503);
     const status = (await (await fetch(`${app.adminUrl}/status`)).json()) as {
-      targets: Record<string, { readiness: { lastError: string } }>;
+      targets: Record<string, { readiness: { lastError: string; rejected: number } }>;
     };
     expect(status.targets.llama?.readiness.lastError).toMatch(/403/);
+    expect(status.targets.llama?.readiness.rejected).toBe(403);
   });
 });

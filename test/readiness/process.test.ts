@@ -4,7 +4,16 @@
  * through the real app (a held request starts the command and is answered once it is ready);
  * the orphan cases run the built CLI and signal it as a terminal or a kubelet would.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -575,5 +584,149 @@ describe("process readiness: no orphans when coldfront exits", () => {
     r.child.kill("SIGINT");
     expect((await r.exited).code).toBe(1);
     await waitFor(() => !alive(pid), "the command to be killed by the exit hook", 10_000);
+  });
+
+  test("a run left behind by a SIGKILLed coldfront is stopped by the next coldfront before its own run starts", async () => {
+    const files = workdir();
+    // The run files go here, not to the user's $XDG_RUNTIME_DIR (readiness/pidfile.ts).
+    const runDir = join(files.dir, "run");
+    mkdirSync(runDir);
+    const port = await Upstream.reservePort();
+    const command = [
+      process.execPath,
+      FIXTURE,
+      "--port",
+      String(port),
+      "--starts",
+      files.file("starts"),
+      "--grandchild-pidfile",
+      files.file("grandchild"),
+    ];
+    const config = join(files.dir, "config.yaml");
+    writeFileSync(
+      config,
+      [
+        "listen: 127.0.0.1:0",
+        "admin: 127.0.0.1:0",
+        "targets:",
+        "  - name: llama",
+        `    upstream: http://127.0.0.1:${port}`,
+        "    readiness:",
+        "      process:",
+        `        command: ${JSON.stringify(command)}`,
+        `        url: http://127.0.0.1:${port}/health`,
+        "        probeInterval: 20ms",
+        "        stopGracePeriod: 5s",
+        "",
+      ].join("\n"),
+    );
+    // Whatever a failed assertion leaves: every run's group, and the grandchildren.
+    const grandchildren: number[] = [];
+    defer(() => {
+      for (const pid of [...readPids(files.file("starts")), ...grandchildren]) {
+        try {
+          process.kill(-pid, "SIGKILL");
+        } catch {}
+        try {
+          process.kill(pid, "SIGKILL");
+        } catch {}
+      }
+    });
+    const start = async () => {
+      const r = runCli(["proxy", "--config", config], { XDG_RUNTIME_DIR: runDir });
+      defer(() => r.kill());
+      const base = await r.waitForLog((l) =>
+        l.msg === "coldfront started" ? (l.listen as string) : undefined,
+      );
+      return { r, base };
+    };
+    const post = async (base: string) => {
+      const res = await fetch(`${base}/v1/chat/completions`, { method: "POST", body: "{}" });
+      expect(res.status).toBe(200);
+      return ((await res.json()) as Echo).pid;
+    };
+    const runFiles = () => readdirSync(runDir).filter((f) => /^coldfront-llama-[0-9a-f]{12}\.pid$/.test(f));
+    const recorded = () => JSON.parse(readFileSync(join(runDir, runFiles()[0] as string), "utf8"));
+
+    const first = await start();
+    const orphan = await post(first.base);
+    const [grandchild] = readPids(files.file("grandchild"));
+    grandchildren.push(grandchild as number);
+    expect(runFiles()).toHaveLength(1);
+    expect(recorded()).toMatchObject({ target: "llama", pgid: orphan, owner: { pid: first.r.child.pid } });
+
+    // SIGKILL: no exit hook runs, and the run is still there. That is what the run file is for.
+    first.r.child.kill("SIGKILL");
+    await first.r.exited;
+    await new Promise((r) => setTimeout(r, 200));
+    expect(alive(orphan)).toBe(true);
+    expect(alive(grandchild as number)).toBe(true);
+
+    const second = await start();
+    const stopped = await second.r.waitForLog((l) =>
+      l.msg === "stopped the run left behind" ? l : undefined,
+    );
+    expect(stopped).toMatchObject({ target: "llama", pgid: orphan, signal: "SIGTERM" });
+    // Gone, with what it started, before this coldfront starts anything.
+    expect(alive(orphan)).toBe(false);
+    expect(alive(grandchild as number)).toBe(false);
+    const fresh = await post(second.base);
+    expect(fresh).not.toBe(orphan);
+    const order = (msg: string) => second.r.lines.findIndex((l) => l.includes(`"msg":"${msg}"`));
+    expect(
+      order("found a run left behind by a coldfront that did not exit cleanly; stopping it"),
+    ).toBeGreaterThanOrEqual(0);
+    expect(order("stopped the run left behind")).toBeLessThan(order("starting command"));
+    expect(recorded()).toMatchObject({ pgid: fresh, owner: { pid: second.r.child.pid } });
+
+    // A clean stop ends the run and removes its file.
+    second.r.child.kill("SIGTERM");
+    expect(await second.r.exited).toEqual({ code: 0, signal: null });
+    await waitFor(() => !alive(fresh), "the new run to be stopped");
+    expect(runFiles()).toEqual([]);
+  });
+
+  test("a bare `node` in the command runs coldfront's own Node, not the first `node` on PATH", async () => {
+    const files = workdir();
+    // A PATH whose first `node` is not Node at all (as a system Node 20 would be for coldfront).
+    const shims = join(files.dir, "bin");
+    mkdirSync(shims);
+    writeFileSync(join(shims, "node"), '#!/bin/sh\necho "wrong node"\nexit 1\n');
+    chmodSync(join(shims, "node"), 0o755);
+    const PATH = `${shims}:${process.env.PATH ?? ""}`;
+    const port = await Upstream.reservePort();
+    const script =
+      "require('node:http').createServer((q, s) => s.end(JSON.stringify({ version: process.version, " +
+      "execPath: process.execPath }))).listen(Number(process.argv[1]), '127.0.0.1')";
+    const config = join(files.dir, "config.yaml");
+    writeFileSync(
+      config,
+      [
+        "listen: 127.0.0.1:0",
+        "admin: 127.0.0.1:0",
+        // With the wrong node the command never answers: a 503 within the test, not a hang.
+        "limits: {holdTimeout: 10s}",
+        "targets:",
+        "  - name: llama",
+        `    upstream: http://127.0.0.1:${port}`,
+        "    readiness:",
+        "      process:",
+        `        command: ${JSON.stringify(["node", "-e", script, String(port)])}`,
+        `        url: http://127.0.0.1:${port}/health`,
+        "        probeInterval: 20ms",
+        "",
+      ].join("\n"),
+    );
+    const r = runCli(["proxy", "--config", config], { PATH, XDG_RUNTIME_DIR: files.dir });
+    defer(() => r.kill());
+    const base = await r.waitForLog((l) =>
+      l.msg === "coldfront started" ? (l.listen as string) : undefined,
+    );
+    const res = await fetch(`${base}/v1/chat/completions`, { method: "POST", body: "{}" });
+    expect(res.status).toBe(200);
+    // coldfront runs on this test's Node (runCli uses process.execPath), so its child must too.
+    expect(await res.json()).toEqual({ version: process.version, execPath: process.execPath });
+    r.child.kill("SIGTERM");
+    expect((await r.exited).code).toBe(0);
   });
 });

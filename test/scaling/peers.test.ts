@@ -1,9 +1,9 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { V1EndpointSlice } from "@kubernetes/client-node";
+import type { V1Endpoint, V1EndpointSlice } from "@kubernetes/client-node";
 import Fastify from "fastify";
 import { describe, expect, it } from "vitest";
-import { peersFromSlices, selfAddresses } from "../../src/scaling/peer-discovery.js";
+import { ownFamily, peersFromSlices, selfAddresses } from "../../src/scaling/peer-discovery.js";
 import { type ClusterDemandOptions, createClusterDemand } from "../../src/scaling/peers.js";
 import { testLogger, useCleanups, waitFor } from "../helpers/app.js";
 import { FakeKube, kubeConfigFor } from "../helpers/fake-kube.js";
@@ -219,11 +219,115 @@ function peerSlice(service: string, port: number, addresses: string[]): V1Endpoi
       labels: { "kubernetes.io/service-name": service },
     },
     ports: [{ name: "admin", port, protocol: "TCP" }],
-    endpoints: addresses.map((a) => ({ addresses: [a], conditions: { ready: true } })),
+    // Each a pod of its own: here several pods share 127.0.0.1 and differ by port.
+    endpoints: addresses.map((a) => ({
+      addresses: [a],
+      conditions: { ready: true },
+      targetRef: { kind: "Pod", namespace: "serving", name: `pod-${port}-${a}` },
+    })),
   };
 }
 
+/** Sets POD_IP for one test, as the downward API does; restored after it. */
+function podIp(value: string): void {
+  const before = process.env.POD_IP;
+  process.env.POD_IP = value;
+  cleanup(() => {
+    if (before === undefined) delete process.env.POD_IP;
+    else process.env.POD_IP = value === process.env.POD_IP ? before : process.env.POD_IP;
+  });
+}
+
+/**
+ * A peer's admin port on both loopbacks (127.0.0.1 and ::1 through one dual-stack socket), as a
+ * dual-stack pod is reachable on both of its addresses; counts the polls by the family they came in.
+ */
+async function dualStackPeer(
+  pending: number,
+): Promise<{ port: number; polls: { IPv4: number; IPv6: number } }> {
+  const polls = { IPv4: 0, IPv6: 0 };
+  const server = createServer((req, res) => {
+    const local = req.socket.localAddress ?? "";
+    polls[local.startsWith("::ffff:") || !local.includes(":") ? "IPv4" : "IPv6"]++;
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end(JSON.stringify({ target: "llama", pending, inFlight: 0, ready: false }));
+  });
+  await new Promise<void>((r) => server.listen({ port: 0, host: "::", ipv6Only: false }, r));
+  cleanup(async () => {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  });
+  return { port: (server.address() as AddressInfo).port, polls };
+}
+
+/** One pod of coldfront's own Service, as the EndpointSlice controller lists it per family. */
+function dualStackSlices(
+  service: string,
+  port: number,
+  pods: { uid: string; v4: string; v6: string }[],
+): V1EndpointSlice[] {
+  return (["IPv4", "IPv6"] as const).map((family) => ({
+    apiVersion: "discovery.k8s.io/v1",
+    kind: "EndpointSlice",
+    addressType: family,
+    metadata: {
+      name: `${service}-${port}-${family.toLowerCase()}`,
+      namespace: "serving",
+      labels: { "kubernetes.io/service-name": service },
+    },
+    ports: [{ name: "admin", port, protocol: "TCP" }],
+    endpoints: pods.map((p) => ({
+      addresses: [family === "IPv4" ? p.v4 : p.v6],
+      conditions: { ready: true },
+      targetRef: { kind: "Pod", namespace: "serving", name: p.uid, uid: p.uid },
+    })),
+  }));
+}
+
 describe("EndpointSlice discovery", () => {
+  it("counts each pod of a dual-stack Service once, on the family of coldfront's own address", async () => {
+    const [b, c] = [await dualStackPeer(2), await dualStackPeer(3)];
+    const api = await sliceApi();
+    // This replica is in the first pair of slices too, on addresses nothing listens on.
+    for (const s of [
+      ...dualStackSlices("coldfront-peers", b.port, [
+        { uid: "pod-b", v4: "127.0.0.1", v6: "::1" },
+        { uid: "pod-self", v4: "10.255.0.1", v6: "fd00::ff" },
+      ]),
+      ...dualStackSlices("coldfront-peers", c.port, [{ uid: "pod-c", v4: "127.0.0.1", v6: "::1" }]),
+    ])
+      api.apply(s);
+
+    for (const [own, family] of [
+      ["10.255.0.1", "IPv4"],
+      ["fd00::ff", "IPv6"],
+    ] as const) {
+      podIp(own);
+      const hub = new FakeHub("llama");
+      hub.t("llama").pending = 1;
+      const { log, records } = capturingLogger();
+      const demand = cluster({
+        hub,
+        peers: { namespace: "serving", service: "coldfront-peers" },
+        kubeConfig: kubeConfigFor(api),
+        discoveryInterval: 30,
+        adminPort: 1,
+        log,
+      });
+      const before = { b: { ...b.polls }, c: { ...c.polls } };
+      await waitFor(() => b.polls[family] - before.b[family] >= 3, `polls of B over ${family}`);
+      await waitFor(() => c.polls[family] - before.c[family] >= 3, `polls of C over ${family}`);
+      // 1 + 2 + 3, not 1 + 2 × (2 + 3): one address per pod.
+      expect(demand.totals("llama").pending).toBe(6);
+      const other = family === "IPv4" ? "IPv6" : "IPv4";
+      expect(b.polls[other] - before.b[other]).toBe(0);
+      expect(c.polls[other] - before.c[other]).toBe(0);
+      // The pod whose address is this replica's is left out on both of its addresses.
+      expect(records.filter((r) => r.msg === "peer joined").map((r) => r.peer)).toHaveLength(2);
+      await demand.stop();
+    }
+  });
+
   it("polls the ready endpoints of its own Service, drops one gone from it at once, keeps peers when the API fails", async () => {
     // This replica's address, as the downward API gives it; its own endpoint must be left out.
     const podIp = process.env.POD_IP;
@@ -313,6 +417,83 @@ describe("peersFromSlices", () => {
       "http://10.0.1.1:9090",
       "http://[fd00::5]:9090",
     ]);
+  });
+});
+
+describe("peersFromSlices on a dual-stack Service", () => {
+  const pod = (uid: string, address: string, ready = true) => ({
+    addresses: [address],
+    conditions: { ready },
+    targetRef: { kind: "Pod", namespace: "serving", name: `name-${uid}`, uid },
+  });
+  const v4 = (...endpoints: V1Endpoint[]): V1EndpointSlice => ({
+    addressType: "IPv4",
+    ports: [{ name: "admin", port: 9090 }],
+    endpoints,
+  });
+  const v6 = (...endpoints: V1Endpoint[]): V1EndpointSlice => ({
+    addressType: "IPv6",
+    ports: [{ name: "admin", port: 9090 }],
+    endpoints,
+  });
+
+  it("takes one address per pod, of the preferred family, IPv4 unless told otherwise", () => {
+    const slices = [
+      v4(pod("a", "10.0.0.1"), pod("b", "10.0.0.2")),
+      v6(pod("a", "fd00::1"), pod("b", "fd00::2")),
+    ];
+    expect(peersFromSlices(slices, 1, new Set())).toEqual(["http://10.0.0.1:9090", "http://10.0.0.2:9090"]);
+    expect(peersFromSlices(slices, 1, new Set(), "IPv6")).toEqual([
+      "http://[fd00::1]:9090",
+      "http://[fd00::2]:9090",
+    ]);
+  });
+
+  it("falls back to the other family when the pod has no ready address in the preferred one", () => {
+    const slices = [v4(pod("a", "10.0.0.1", false)), v6(pod("a", "fd00::1"))];
+    expect(peersFromSlices(slices, 1, new Set())).toEqual(["http://[fd00::1]:9090"]);
+  });
+
+  it("leaves out the pod any of whose addresses is this replica's", () => {
+    const slices = [
+      v4(pod("me", "10.0.0.9"), pod("b", "10.0.0.2")),
+      v6(pod("me", "fd00::9"), pod("b", "fd00::2")),
+    ];
+    // Only the IPv6 address is known as ours (POD_IP of an IPv6-primary pod), yet IPv4 is asked for.
+    expect(peersFromSlices(slices, 1, new Set(["fd00::9"]))).toEqual(["http://10.0.0.2:9090"]);
+  });
+
+  it("groups by namespace/name when the targetRef has no uid, and keeps endpoints without one apart", () => {
+    const byName = (name: string, address: string) => ({
+      addresses: [address],
+      targetRef: { kind: "Pod", namespace: "serving", name },
+    });
+    const slices = [
+      v4(byName("p", "10.0.0.1"), { addresses: ["10.0.0.5"] }),
+      v6(byName("p", "fd00::1"), { addresses: ["fd00::5"] }),
+    ];
+    expect(peersFromSlices(slices, 1, new Set())).toEqual([
+      "http://10.0.0.1:9090",
+      "http://10.0.0.5:9090",
+      "http://[fd00::5]:9090",
+    ]);
+  });
+
+  it("prefers a slice that names the admin port for the same pod and family", () => {
+    const slices: V1EndpointSlice[] = [
+      { addressType: "IPv4", ports: [{ name: "http", port: 8080 }], endpoints: [pod("a", "10.0.0.1")] },
+      v4(pod("a", "10.0.0.1")),
+    ];
+    expect(peersFromSlices(slices, 7777, new Set())).toEqual(["http://10.0.0.1:9090"]);
+  });
+});
+
+describe("ownFamily", () => {
+  it("is POD_IP's family, else the first of POD_IPS, else IPv4", () => {
+    expect(ownFamily({ POD_IP: "fd00::3", POD_IPS: "fd00::3,10.1.2.3" })).toBe("IPv6");
+    expect(ownFamily({ POD_IP: "10.1.2.3", POD_IPS: "10.1.2.3,fd00::3" })).toBe("IPv4");
+    expect(ownFamily({ POD_IPS: "fd00::3" })).toBe("IPv6");
+    expect(ownFamily({})).toBe("IPv4");
   });
 });
 
