@@ -7,6 +7,7 @@ import { ColdfrontError } from "../errors.js";
 import type { GateRegistry } from "../hold/registry.js";
 import type { Metrics } from "../scaling/metrics.js";
 import type { ClusterDemand } from "../scaling/signals.js";
+import { renderStatusPage, STATUS_PAGE_HEADERS, type StatusSnapshot } from "./status-page.js";
 
 export interface AdminOptions {
   readonly registry: GateRegistry;
@@ -39,11 +40,21 @@ export function createAdminServer(o: AdminOptions): FastifyInstance {
     return o.metrics.registry.metrics();
   });
 
-  app.get("/status", async () => ({
+  // One snapshot for the JSON and the HTML page, so the page shows exactly what /status says.
+  const status = (): StatusSnapshot => ({
     startedAt: o.startedAt.toISOString(),
     ...o.processStatus?.(),
-    targets: Object.fromEntries(o.registry.targets().map((g) => [g.name, g.status()])),
-  }));
+    // Gate.status() is typed loosely; the page reads it as untrusted JSON, missing fields as "—".
+    targets: Object.fromEntries(
+      o.registry.targets().map((g) => [g.name, g.status()]),
+    ) as unknown as StatusSnapshot["targets"],
+  });
+
+  app.get("/status", async () => status());
+
+  app.get("/", async (_req, reply) =>
+    reply.type("text/html; charset=utf-8").headers(STATUS_PAGE_HEADERS).send(renderStatusPage(status())),
+  );
 
   // Demand without a request (README "Long cold starts"): a UI can warm a model when a user opens
   // a chat page. Admin port only, so clients of the proxy port can never wake anything this way.

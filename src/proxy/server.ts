@@ -288,6 +288,11 @@ export function createClientServer(o: ClientServerOptions): ClientServer {
     setTimeout(() => socket.destroy(), 1000).unref();
   });
 
+  // An Expect other than 100-continue: Node's own answer would be a bodiless 417. RFC 9110 §10.1.1
+  // lets a server ignore an expectation it does not support; the request is handled as any other
+  // (and Expect is never forwarded, src/proxy/headers.ts).
+  server.on("checkExpectation", onRequest);
+
   // CONNECT carries an authority-form target: never proxied (origin-form only, as above).
   server.on("connect", (_req: IncomingMessage, socket: Duplex) => {
     const e = new ColdfrontError("invalid_request", "the request target must be a path (origin-form)");
