@@ -16,9 +16,11 @@
  * - While anything is queued, new arrivals queue behind it even if the target is ready, so no one
  *   overtakes a request that waited; once the queue is empty the warm path resumes, whatever
  *   replays are still running.
- * - Release is paced by starts, never by whole generations: a replay holds one of
- *   `release.concurrency` slots only until its response head arrives or `release.slotTimeout`
- *   passes, whichever is first.
+ * - Release is paced by starts, never by whole generations: a replay holds a slot only until its
+ *   response head arrives or `release.slotTimeout` passes, whichever is first. The window of
+ *   slots starts at `release.concurrency` each cold period and grows by one for every replay the
+ *   upstream took (an answer, or no failure within slotTimeout), a slow start; a cold answer sets
+ *   it back to `release.concurrency`.
  * - Backoff after cold answers grows once per release round, not once per answer.
  */
 import { performance } from "node:perf_hooks";
@@ -72,8 +74,10 @@ export class Gate implements TargetSignals {
   readonly #edgeTimeout: number | undefined;
   #seq = 0;
   #inFlight = 0;
-  /** Replays counted against release.concurrency (until their head, or slotTimeout). */
+  /** Replays counted against the release window (until their head, or slotTimeout). */
   #slots = 0;
+  /** How many replays may hold a slot at once: starts at release.concurrency, grows as they are taken. */
+  #window: number;
   #replaying = 0;
   /** performance.now() before which no replay starts: backoff after a cold answer. */
   #retryAt = 0;
@@ -95,6 +99,7 @@ export class Gate implements TargetSignals {
     this.#maxPerClient = Math.max(1, Math.floor(options.limits.maxPending * options.limits.maxClientShare));
     this.#eta = new ColdStartEta(options.target.hold?.expectedColdStart ?? options.hold.expectedColdStart);
     this.#edgeTimeout = options.target.limits?.edgeTimeout ?? options.limits.edgeTimeout;
+    this.#window = options.release.concurrency;
     this.#unsubscribe.push(options.source.onChange((ready) => this.#onReadyChange(ready)));
     if (options.pause)
       this.#unsubscribe.push(options.pause.onChange((paused) => this.#onPauseChange(paused)));
@@ -194,6 +199,7 @@ export class Gate implements TargetSignals {
       inFlight: this.#inFlight,
       replaying: this.#replaying,
       releaseSlots: this.#slots,
+      releaseWindow: this.#window,
       backoffMs: this.#backoff,
       coldForMs: elapsed === null ? null : Math.round(elapsed),
       lastColdStartMs: this.#lastColdStartMs === undefined ? null : Math.round(this.#lastColdStartMs),
@@ -518,9 +524,9 @@ export class Gate implements TargetSignals {
   /** Releases held tickets in order while ready, as release slots allow. */
   #pump(): void {
     if (this.#pumpTimer) return;
-    const limit = this.#o.release.concurrency;
+    const bounded = this.#o.release.concurrency > 0;
     while (this.#fifo.size > 0 && this.#o.source.ready) {
-      if (limit > 0 && this.#slots >= limit) return;
+      if (bounded && this.#slots >= this.#window) return;
       const wait = this.#retryAt - performance.now();
       if (wait > 0) {
         this.#pumpTimer = setTimeout(() => {
@@ -547,6 +553,7 @@ export class Gate implements TargetSignals {
     const ex = t.ex;
     this.#live.add(ex);
     let slotHeld = true;
+    let grew = false;
     const freeSlot = (): void => {
       if (!slotHeld) return;
       slotHeld = false;
@@ -554,7 +561,16 @@ export class Gate implements TargetSignals {
       this.#slots--;
       this.#pump();
     };
-    const slotTimer = setTimeout(freeSlot, this.#o.release.slotTimeout);
+    // Taken: no failure within slotTimeout (a non-streaming generation has no head yet).
+    const took = (): void => {
+      if (grew) return;
+      grew = true;
+      this.#window++;
+    };
+    const slotTimer = setTimeout(() => {
+      took();
+      freeSlot();
+    }, this.#o.release.slotTimeout);
     ex.held = { heldMs: t.heldMs, coldStartMs: this.#lastColdStartMs };
     this.#changed();
     let result: ForwardResult;
@@ -576,6 +592,7 @@ export class Gate implements TargetSignals {
       case "sent":
         this.#backoff = 0;
         this.#retryAt = 0;
+        took();
         this.#settle(t, "replayed");
         break;
       case "aborted":
@@ -584,6 +601,8 @@ export class Gate implements TargetSignals {
       case "cold": {
         this.#o.metrics.retry(result.reason);
         this.#backOff();
+        // The fresh replica (or the gateway's view of it) is not ready for more: start slow again.
+        this.#window = this.#o.release.concurrency;
         const now = performance.now();
         if (ex.closed) this.#settle(t, "client_aborted");
         else if (t.expired || now >= t.deadline) this.#timeout(t);
@@ -616,7 +635,7 @@ export class Gate implements TargetSignals {
         );
         break;
     }
-    // A cold answer frees its slot only now, after re-queueing, so the pump sees it in order.
+    // Whatever freed the slot before (the head, or slotTimeout), it is free now.
     freeSlot();
     this.#changed();
     this.#pump();
@@ -645,6 +664,7 @@ export class Gate implements TargetSignals {
       this.#coldSince = undefined;
       this.#backoff = 0;
       this.#retryAt = 0;
+      this.#window = this.#o.release.concurrency;
       if (this.#pumpTimer) clearTimeout(this.#pumpTimer);
       this.#pumpTimer = undefined;
       this.#pump();

@@ -51,6 +51,41 @@ describe("release is paced by starts, not by whole generations", () => {
     );
   });
 
+  test("the window starts at release.concurrency and grows by one per replay taken (slow start); a cold answer resets it", async () => {
+    let coldLeft = 0;
+    const { up, app, gate } = await startColdTarget(defer, {
+      handler: (req, res, body) => {
+        if (coldLeft > 0) {
+          coldLeft--;
+          res.writeHead(503);
+          res.end("no healthy upstream");
+          return;
+        }
+        slowGeneration(800)(req, res, body);
+      },
+      extra: { release: { concurrency: 2, slotTimeout: "100ms", retryBackoff: "50ms" } },
+    });
+    const window = () => ((app.hub.get("llama") as Gate).status() as { releaseWindow: number }).releaseWindow;
+    const ids = Array.from({ length: 12 }, (_, i) => `w${i}`);
+    const held = ids.map((id) => post(app.clientUrl, id));
+    await waitFor(() => gate().pending === 12, "12 held");
+    expect(window()).toBe(2);
+    await up.start();
+    for (const r of await Promise.all(held)) expect(r.status).toBe(200);
+    // Each of the 12 was taken (its 800 ms generation outlived the 100 ms slot): 2 + 12.
+    expect(window()).toBe(14);
+
+    await up.stop();
+    await waitFor(() => !gate().ready, "cold again", 10_000);
+    coldLeft = 1;
+    const again = post(app.clientUrl, "again");
+    await waitFor(() => gate().pending === 1, "held");
+    await up.start();
+    expect((await again).status).toBe(200);
+    // Back to 2 for the new cold period, then a cold answer (reset) and one taken.
+    expect(window()).toBe(3);
+  });
+
   test("the warm path resumes once the queue is empty, while replays are still generating", async () => {
     const { up, app, gate } = await startColdTarget(defer, {
       handler: (req, res, body) => slowGeneration(idOf(body) === "warm" ? 0 : 1500)(req, res, body),
