@@ -16,6 +16,7 @@ import { ByteBudget } from "./limits/byte-budget.js";
 import { composeObservers } from "./observe/compose.js";
 import type { ObserverFactory } from "./observe/observer.js";
 import { requestLog } from "./observe/request-log.js";
+import { createTracing } from "./observe/tracing.js";
 import { ColdSignals } from "./proxy/cold-signals.js";
 import { Forwarder } from "./proxy/forward.js";
 import { Router } from "./proxy/router.js";
@@ -93,6 +94,9 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const auth = config.auth ? await ApiKeys.load(config.auth.apiKeys.file, log) : undefined;
   const observers: ObserverFactory[] = [];
   if (config.log.requests) observers.push(requestLog(log, config.log.requestSample));
+  // Off unless the OTEL_* variables ask; when off, no OpenTelemetry module is loaded.
+  const tracing = await createTracing(options.env ?? process.env, log);
+  if (tracing) observers.push(tracing);
   const observe = composeObservers(observers);
   const sources: ReadinessSource[] = [];
   const pauses: PauseSource[] = [];
