@@ -33,6 +33,8 @@ export interface AppOptions {
   readonly kubeConfig?: KubeConfig;
   /** Where the OTEL_* variables are read (README "Observing requests"); process.env by default. */
   readonly env?: NodeJS.ProcessEnv;
+  /** One more observer of every request, beside request logs and traces (tests, embedders). */
+  readonly observe?: ObserverFactory;
 }
 
 export interface App {
@@ -97,6 +99,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   // Off unless the OTEL_* variables ask; when off, no OpenTelemetry module is loaded.
   const tracing = await createTracing(options.env ?? process.env, log);
   if (tracing) observers.push(tracing);
+  if (options.observe) observers.push(options.observe);
   const observe = composeObservers(observers);
   const sources: ReadinessSource[] = [];
   const pauses: PauseSource[] = [];

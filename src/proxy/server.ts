@@ -48,8 +48,15 @@ const HEADERS_TIMEOUT = 10_000;
  * connections first and never send a request into one we are closing.
  */
 const KEEP_ALIVE_TIMEOUT = 65_000;
-/** A refused request's unread body is discarded for at most this long, then the socket is cut. */
-const LINGER = 5_000;
+/**
+ * A refused request's unread body is discarded for at most this long, then the socket is cut
+ * (nginx's lingering_time is 30 s too): long enough for a slow client to finish sending and read
+ * the answer instead of a reset.
+ */
+const LINGER = 30_000;
+/** A Host that can route: a DNS name or IPv4 address, or a bracketed IPv6 one, and a port. */
+const HOST =
+  /^(?:[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?)*\.?|\[[0-9a-f:.]+\])(?::\d{1,5})?$/i;
 /** Past maxConnections by this many more, new sockets are closed without an answer (fd safety). */
 const CONNECTION_SLACK = 64;
 
@@ -142,7 +149,7 @@ export function createClientServer(o: ClientServerOptions): ClientServer {
     }
   };
 
-  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+  const handleRequest = (req: IncomingMessage, res: ServerResponse): void => {
     const arrivedAt = performance.now();
     const url = req.url as string;
     // Origin-form only (RFC 9112 §3.2.1): an absolute-form target would carry an authority of
@@ -157,15 +164,9 @@ export function createClientServer(o: ClientServerOptions): ClientServer {
       );
       return;
     }
-    // RFC 9112 §3.2: a 1.1 request without Host is a 400 (Node's own answer would have no body).
-    if (req.headers.host === undefined && req.httpVersionMinor === 1 && req.httpVersionMajor === 1) {
-      refuseAndObserve(
-        req,
-        res,
-        new ColdfrontError("invalid_request", "an HTTP/1.1 request needs a Host header"),
-        true,
-        arrivedAt,
-      );
+    const bad = malformed(req);
+    if (bad !== undefined) {
+      refuseAndObserve(req, res, new ColdfrontError("invalid_request", bad), true, arrivedAt);
       return;
     }
     if (overCap.has(req.socket)) {
@@ -224,6 +225,17 @@ export function createClientServer(o: ClientServerOptions): ClientServer {
     });
   };
 
+  // One request's or one socket's failure must never end the process: it holds every cold
+  // request of its targets. A bug met here costs that connection only, and is logged.
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    try {
+      handleRequest(req, res);
+    } catch (err) {
+      o.log.error({ err: (err as Error).message, stack: (err as Error).stack }, "request handling failed");
+      res.destroy();
+    }
+  };
+
   const server = createServer(
     {
       headersTimeout,
@@ -252,30 +264,49 @@ export function createClientServer(o: ClientServerOptions): ClientServer {
     }
   });
 
-  // Parse errors and header timeouts: there is no ServerResponse, so the answer is written raw.
-  server.on("clientError", (err: Error & { code?: string }, socket: Duplex) => {
-    const res = (socket as Duplex & { _httpMessage?: ServerResponse })._httpMessage;
-    if (err.code === "ERR_HTTP_REQUEST_TIMEOUT" && res !== undefined) {
-      // The headers came, the body did not (in time): its ServerResponse can still answer.
-      if (!res.headersSent && socket.writable) {
-        refuse(
-          res.req,
-          res,
-          new ColdfrontError(
-            "request_timeout",
-            `the request did not arrive within ${formatSeconds(o.requestTimeout)} (limits.requestTimeout)`,
-          ),
-          true,
-        );
-        // The body reader returns its bytes when the request closes; once the answer is out,
-        // nothing more will be read of it.
-        res.once("finish", () => res.req.destroy());
-        setTimeout(() => socket.destroy(), 1000).unref();
-      } else socket.destroy();
+  // Parse errors and timeouts. Node's parser cannot go on after one, so the connection ends; what
+  // can still be said on it is said first.
+  const failed = new WeakSet<Duplex>();
+  const handleClientError = (err: Error & { code?: string }, socket: Duplex): void => {
+    // The parser reports again for every later read; the first report decided.
+    if (failed.has(socket)) return;
+    failed.add(socket);
+    // Node sets it to null once a response is detached: null and undefined alike mean none.
+    const res = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage ?? undefined;
+    if (err.code === "ECONNRESET" || err.code === "EPIPE" || !socket.writable) {
+      socket.destroy();
       return;
     }
-    if (err.code === "ECONNRESET" || err.code === "EPIPE" || !socket.writable || res !== undefined) {
-      socket.destroy();
+    if (res !== undefined) {
+      const req = res.req;
+      if (!req.complete && !res.headersSent) {
+        // The error is in this request's own body (bad chunking, or it came too slowly): its
+        // ServerResponse can still answer. The body reader returns its bytes when the request
+        // closes, which it does once the answer is out.
+        refuse(
+          req,
+          res,
+          err.code === "ERR_HTTP_REQUEST_TIMEOUT"
+            ? new ColdfrontError(
+                "request_timeout",
+                `the request did not arrive within ${formatSeconds(o.requestTimeout)} (limits.requestTimeout)`,
+              )
+            : new ColdfrontError("invalid_request", `malformed request body (${err.code ?? "parse error"})`),
+          true,
+        );
+        res.once("finish", () => req.destroy());
+        setTimeout(() => socket.destroy(), 1000).unref();
+      } else if (req.complete) {
+        // Garbage after a complete request (pipelined, or after an HTTP/1.0 one): that request's
+        // answer still goes out, then the connection closes. Nothing more is read meanwhile.
+        socket.pause();
+        const close = () => {
+          socket.end();
+          setTimeout(() => socket.destroy(), 1000).unref();
+        };
+        if (res.writableFinished) close();
+        else res.once("close", close);
+      } else socket.destroy();
       return;
     }
     const e =
@@ -286,6 +317,15 @@ export function createClientServer(o: ClientServerOptions): ClientServer {
           : new ColdfrontError("invalid_request", `malformed HTTP request (${err.code ?? "parse error"})`);
     socket.end(e.rawResponse());
     setTimeout(() => socket.destroy(), 1000).unref();
+  };
+
+  server.on("clientError", (err: Error & { code?: string }, socket: Duplex) => {
+    try {
+      handleClientError(err, socket);
+    } catch (e) {
+      o.log.error({ err: (e as Error).message, stack: (e as Error).stack }, "client error handling failed");
+      socket.destroy();
+    }
   });
 
   // An Expect other than 100-continue: Node's own answer would be a bodiless 417. RFC 9110 §10.1.1
@@ -318,6 +358,31 @@ export function createClientServer(o: ClientServerOptions): ClientServer {
   };
 }
 
+/**
+ * What RFC 9112 makes a 400 that Node's parser lets through; undefined when the request may pass.
+ * Each is a way to make coldfront and the gateway behind it read one request two ways.
+ */
+function malformed(req: IncomingMessage): string | undefined {
+  if (req.httpVersionMajor !== 1) return "only HTTP/1.0 and HTTP/1.1 are served here";
+  const host = req.headers.host;
+  // §3.2: a 1.1 request needs exactly one valid Host (Node keeps the first of several).
+  if (host === undefined) {
+    if (req.httpVersionMinor === 1) return "an HTTP/1.1 request needs a Host header";
+  } else if (!HOST.test(host)) return "the Host header is not a host name or address with an optional port";
+  const raw = req.rawHeaders;
+  let hosts = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    if (name.length === 4 && name.toLowerCase() === "host" && ++hosts > 1) return "more than one Host header";
+  }
+  // §6.3: chunked is the only coding coldfront can take off; another one (gzip, chunked) would be
+  // passed on still coded but without saying so.
+  const te = req.headers["transfer-encoding"];
+  if (te !== undefined && te.trim().toLowerCase() !== "chunked")
+    return "only Transfer-Encoding: chunked is accepted";
+  return undefined;
+}
+
 function formatSeconds(ms: number): string {
   return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
 }
@@ -340,6 +405,8 @@ function factsOf(req: IncomingMessage, arrivedAt: number) {
  */
 function refuse(req: IncomingMessage, res: ServerResponse, err: ColdfrontError, close: boolean): void {
   if (close) res.shouldKeepAlive = false;
+  // This answer ends the connection (ours, or the client's Connection: close / HTTP/1.0).
+  if (!res.shouldKeepAlive && !req.complete) lingerBeforeClose(req.socket);
   res.writeHead(err.status, err.headers());
   res.end(err.body());
   if (req.complete) return;
@@ -351,4 +418,22 @@ function refuse(req: IncomingMessage, res: ServerResponse, err: ColdfrontError, 
   timer.unref();
   req.once("end", () => clearTimeout(timer));
   req.once("close", () => clearTimeout(timer));
+}
+
+/**
+ * RFC 9112 §9.6: a server that closes while the client is still sending makes the client's
+ * kernel answer the rest with a reset, which can destroy our answer before the client read it.
+ * Node closes at once after an answer with Connection: close; for this one socket it half-closes
+ * instead (our FIN after the answer), keeps discarding what arrives, and closes when the client
+ * does or after LINGER.
+ */
+function lingerBeforeClose(socket: Socket): void {
+  socket.destroySoon = function lingeringDestroySoon(this: Socket): void {
+    if (this.writable) this.end();
+    const timer = setTimeout(() => this.destroy(), LINGER);
+    timer.unref();
+    this.once("end", () => this.destroy());
+    this.once("close", () => clearTimeout(timer));
+    this.resume();
+  };
 }

@@ -64,21 +64,30 @@ export interface ColdTarget {
  */
 export async function startColdTarget(
   defer: (fn: () => Promise<unknown>) => void,
-  options: { handler?: Handler; extra?: Partial<ConfigInput>; target?: Record<string, unknown> } = {},
+  options: {
+    handler?: Handler;
+    extra?: Partial<ConfigInput>;
+    target?: Record<string, unknown>;
+    /** Options of startApp (an observer, an env, a KubeConfig). */
+    app?: AppOptions;
+  } = {},
 ): Promise<ColdTarget> {
   const up = new Upstream(options.handler);
   up.port = await Upstream.reservePort();
-  const app = await startTestApp({
-    ...options.extra,
-    targets: [
-      {
-        name: "llama",
-        upstream: up.url,
-        readiness: { probe: { url: `${up.url}/health`, interval: "50ms", heldInterval: "20ms" } },
-        ...options.target,
-      },
-    ],
-  });
+  const app = await startTestApp(
+    {
+      ...options.extra,
+      targets: [
+        {
+          name: "llama",
+          upstream: up.url,
+          readiness: { probe: { url: `${up.url}/health`, interval: "50ms", heldInterval: "20ms" } },
+          ...options.target,
+        },
+      ],
+    },
+    options.app,
+  );
   defer(async () => {
     await app.close();
     await up.stop();

@@ -124,12 +124,19 @@ export function hostileCases(o: HostileOptions): fc.Arbitrary<HostileCase> {
   const keyLines: fc.Arbitrary<string[]> =
     o.validKeys !== undefined && o.validKeys.length > 0
       ? fc.oneof(
-          w(8, fc.constantFrom(...o.validKeys).map((k) => [`Authorization: Bearer ${k}`])),
+          w(
+            8,
+            fc.constantFrom(...o.validKeys).map((k) => [`Authorization: Bearer ${k}`]),
+          ),
           w(1, fc.constant<string[]>([])),
           w(
             1,
             fc
-              .constantFrom("Authorization: Bearer wrong", "x-api-key: wrong", "Authorization: Basic Zm9vOmJhcg==")
+              .constantFrom(
+                "Authorization: Bearer wrong",
+                "x-api-key: wrong",
+                "Authorization: Basic Zm9vOmJhcg==",
+              )
               .map((h): string[] => [h]),
           ),
         )
@@ -173,33 +180,39 @@ export function hostileCases(o: HostileOptions): fc.Arbitrary<HostileCase> {
 
   /** POST with an exact Content-Length. */
   const post = (target: string, keys: string[], body: string, extra: string[] = []) =>
-    request(`POST ${target} HTTP/1.1`, [host, ...keys, "Content-Type: application/json", ...extra, `Content-Length: ${body.length}`], body);
+    request(
+      `POST ${target} HTTP/1.1`,
+      [host, ...keys, "Content-Type: application/json", ...extra, `Content-Length: ${body.length}`],
+      body,
+    );
 
   // --- bad JSON where routing by model needs it (DESIGN.md "Errors": 400 invalid_request) ---
   const badJsonBody = fc
     .oneof(
       fc.integer({ min: 0, max: routed.length - 1 }).map((n) => routed.slice(0, n)),
-      fc.constantFrom(
-        `{'model':'${model}'}`,
-        `{"model":"${model}",}`,
-        `{"model":"${model}"/* c */}`,
-        `{model:"${model}"}`,
-        `{"model":"${model}"}}`,
-        `{"model":"${model}"} trailing`,
-        `\uFEFF${routed}`,
-        `[${routed}]`,
-        `"${model}"`,
-        "null",
-        "42",
-        "true",
-        `{"model":NaN}`,
-        `{"model":"${model}"\u0000}`,
-        `{"model":["${model}"]}`,
-        `{"model":{"name":"${model}"}}`,
-        `{"Model":"${model}"}`,
-        `model=${model}&stream=true`,
-        "{".repeat(5000),
-      ).map(utf8),
+      fc
+        .constantFrom(
+          `{'model':'${model}'}`,
+          `{"model":"${model}",}`,
+          `{"model":"${model}"/* c */}`,
+          `{model:"${model}"}`,
+          `{"model":"${model}"}}`,
+          `{"model":"${model}"} trailing`,
+          `\uFEFF${routed}`,
+          `[${routed}]`,
+          `"${model}"`,
+          "null",
+          "42",
+          "true",
+          `{"model":NaN}`,
+          `{"model":"${model}"\u0000}`,
+          `{"model":["${model}"]}`,
+          `{"model":{"name":"${model}"}}`,
+          `{"Model":"${model}"}`,
+          `model=${model}&stream=true`,
+          "{".repeat(5000),
+        )
+        .map(utf8),
       fc
         .tuple(fc.integer({ min: 0, max: routed.length - 1 }), fc.integer({ min: 0, max: 255 }))
         .map(([i, byte]) => routed.slice(0, i) + String.fromCharCode(byte) + routed.slice(i + 1)),
@@ -214,7 +227,11 @@ export function hostileCases(o: HostileOptions): fc.Arbitrary<HostileCase> {
       .tuple(keyLines, path, badJsonBody, fc.boolean(), fc.integer({ min: 1, max: 4 }))
       .map(([keys, p, body, isChunked, pieces]) =>
         isChunked
-          ? request(`POST ${p} HTTP/1.1`, [host, ...keys, "Transfer-Encoding: chunked"], chunked(body, pieces))
+          ? request(
+              `POST ${p} HTTP/1.1`,
+              [host, ...keys, "Transfer-Encoding: chunked"],
+              chunked(body, pieces),
+            )
           : post(p, keys, body, body.startsWith("\x1f\x8b") ? ["Content-Encoding: gzip"] : []),
       ),
   );
@@ -228,15 +245,22 @@ export function hostileCases(o: HostileOptions): fc.Arbitrary<HostileCase> {
         .tuple(keyLines, fc.integer({ min: 17 * 1024, max: 64 * 1024 }), routedBody)
         .map(([keys, n, body]) => post("/v1/chat/completions", keys, body, [`X-Big: ${"a".repeat(n)}`])),
       // Many small headers, under or over the limit.
-      fc
-        .tuple(keyLines, fc.integer({ min: 50, max: 4000 }), ghost)
-        .map(([keys, n, body]) =>
-          post("/v1/chat/completions", keys, body, Array.from({ length: n }, (_, i) => `X-H${i}: v`)),
+      fc.tuple(keyLines, fc.integer({ min: 50, max: 4000 }), ghost).map(([keys, n, body]) =>
+        post(
+          "/v1/chat/completions",
+          keys,
+          body,
+          Array.from({ length: n }, (_, i) => `X-H${i}: v`),
         ),
+      ),
       // A request target past the limit.
-      fc.integer({ min: 17 * 1024, max: 40 * 1024 }).map((n) => request(`GET /${"a".repeat(n)} HTTP/1.1`, [host])),
+      fc
+        .integer({ min: 17 * 1024, max: 40 * 1024 })
+        .map((n) => request(`GET /${"a".repeat(n)} HTTP/1.1`, [host])),
       // A header name past the limit.
-      fc.integer({ min: 17 * 1024, max: 20 * 1024 }).map((n) => request("GET /x HTTP/1.1", [host, `${"X".repeat(n)}: v`])),
+      fc
+        .integer({ min: 17 * 1024, max: 20 * 1024 })
+        .map((n) => request("GET /x HTTP/1.1", [host, `${"X".repeat(n)}: v`])),
     ),
   );
 
@@ -301,32 +325,44 @@ export function hostileCases(o: HostileOptions): fc.Arbitrary<HostileCase> {
         const payload = smuggle ? `0${CRLF}${CRLF}${inner}` : chunked(body, 2);
         const cl = `Content-Length: ${smuggle ? 5 : payload.length}`;
         const teLine = `Transfer-Encoding: ${te}`;
-        return request(`POST /v1/chat/completions HTTP/1.1`, [host, ...keys, ...(teFirst ? [teLine, cl] : [cl, teLine])], payload);
+        return request(
+          `POST /v1/chat/completions HTTP/1.1`,
+          [host, ...keys, ...(teFirst ? [teLine, cl] : [cl, teLine])],
+          payload,
+        );
       }),
   );
 
   // --- bad chunked encoding (RFC 9112 §7.1) ---
   const badChunk = fc.oneof(
-    fc.constantFrom("zz", "-1", "", " 5", "0x5", "FFFFFFFFFFFFFFFFFF", "1" + "0".repeat(30), "5 5", "+5"),
+    fc.constantFrom("zz", "-1", "", " 5", "0x5", "FFFFFFFFFFFFFFFFFF", `1${"0".repeat(30)}`, "5 5", "+5"),
     fc.stringMatching(/^[G-Zg-z]{1,4}$/),
   );
   const badChunked = family(
     "bad-chunked",
     fc.oneof(
       // A chunk size that is not hex, or too large to represent; the routed body rides along.
-      fc.tuple(keyLines, badChunk, routedBody).map(([keys, size, body]) =>
-        request(`POST /v1/chat/completions HTTP/1.1`, [host, ...keys, "Transfer-Encoding: chunked"], `${size}${CRLF}${body}${CRLF}0${CRLF}${CRLF}`),
-      ),
-      // Data longer than its size, or not followed by CRLF.
-      fc.tuple(keyLines, routedBody, fc.integer({ min: 1, max: 10 }), fc.boolean()).map(([keys, body, short, noCrlf]) =>
-        request(
-          `POST /v1/chat/completions HTTP/1.1`,
-          [host, ...keys, "Transfer-Encoding: chunked"],
-          noCrlf
-            ? `${body.length.toString(16)}${CRLF}${body}0${CRLF}${CRLF}`
-            : `${Math.max(1, body.length - short).toString(16)}${CRLF}${body}${CRLF}0${CRLF}${CRLF}`,
+      fc
+        .tuple(keyLines, badChunk, routedBody)
+        .map(([keys, size, body]) =>
+          request(
+            `POST /v1/chat/completions HTTP/1.1`,
+            [host, ...keys, "Transfer-Encoding: chunked"],
+            `${size}${CRLF}${body}${CRLF}0${CRLF}${CRLF}`,
+          ),
         ),
-      ),
+      // Data longer than its size, or not followed by CRLF.
+      fc
+        .tuple(keyLines, routedBody, fc.integer({ min: 1, max: 10 }), fc.boolean())
+        .map(([keys, body, short, noCrlf]) =>
+          request(
+            `POST /v1/chat/completions HTTP/1.1`,
+            [host, ...keys, "Transfer-Encoding: chunked"],
+            noCrlf
+              ? `${body.length.toString(16)}${CRLF}${body}0${CRLF}${CRLF}`
+              : `${Math.max(1, body.length - short).toString(16)}${CRLF}${body}${CRLF}0${CRLF}${CRLF}`,
+          ),
+        ),
       // Chunk extensions, valid and not (RFC 9112 §7.1.1), on a body that does not route.
       fc
         .tuple(
@@ -353,26 +389,25 @@ export function hostileCases(o: HostileOptions): fc.Arbitrary<HostileCase> {
           `${size}${CRLF}${body}${CRLF}0${CRLF}not a trailer${CRLF}${CRLF}`,
           `${size}${CRLF}${body}${CRLF}0`,
         ][v] as string;
-        return request(`POST /v1/chat/completions HTTP/1.1`, [host, ...keys, "Transfer-Encoding: chunked"], tail);
+        return request(
+          `POST /v1/chat/completions HTTP/1.1`,
+          [host, ...keys, "Transfer-Encoding: chunked"],
+          tail,
+        );
       }),
     ),
   );
 
   // --- NUL and control bytes in the request line and headers ---
-  const controlByte = fc.oneof(
-    fc.integer({ min: 0, max: 0x1f }),
-    fc.constantFrom(0x7f, 0x80, 0xa0, 0xff),
-  );
+  const controlByte = fc.oneof(fc.integer({ min: 0, max: 0x1f }), fc.constantFrom(0x7f, 0x80, 0xa0, 0xff));
   const controlBytes = family(
     "control-bytes",
-    fc
-      .tuple(keyLines, ghost, controlByte, fc.nat(), fc.boolean())
-      .map(([keys, body, byte, pos, replace]) => {
-        const text = post("/v1/chat/completions", keys, body);
-        const headEnd = text.indexOf(CRLF + CRLF);
-        const at = pos % headEnd;
-        return text.slice(0, at) + String.fromCharCode(byte) + text.slice(replace ? at + 1 : at);
-      }),
+    fc.tuple(keyLines, ghost, controlByte, fc.nat(), fc.boolean()).map(([keys, body, byte, pos, replace]) => {
+      const text = post("/v1/chat/completions", keys, body);
+      const headEnd = text.indexOf(CRLF + CRLF);
+      const at = pos % headEnd;
+      return text.slice(0, at) + String.fromCharCode(byte) + text.slice(replace ? at + 1 : at);
+    }),
   );
 
   // --- absurd Content-Length values ---
@@ -406,7 +441,9 @@ export function hostileCases(o: HostileOptions): fc.Arbitrary<HostileCase> {
       request(
         `POST /v1/chat/completions HTTP/1.1`,
         [host, ...keys, `Content-Length: ${value}`],
-        withBody ? body.slice(0, Math.max(0, Math.min(body.length, Number(value) - 1 || body.length - 1))) : "",
+        withBody
+          ? body.slice(0, Math.max(0, Math.min(body.length, Number(value) - 1 || body.length - 1)))
+          : "",
       ),
     ),
     endingIncomplete,
@@ -426,7 +463,11 @@ export function hostileCases(o: HostileOptions): fc.Arbitrary<HostileCase> {
         fc.boolean(),
       )
       .map(([keys, method, p, body, framing, withHost, keepAlive]) => {
-        const headers = [...(withHost ? [host] : []), ...keys, ...(keepAlive ? ["Connection: keep-alive"] : [])];
+        const headers = [
+          ...(withHost ? [host] : []),
+          ...keys,
+          ...(keepAlive ? ["Connection: keep-alive"] : []),
+        ];
         const line = `${method} ${p} HTTP/1.0`;
         if (framing === 0) return request(line, headers);
         if (framing === 1) return request(line, [...headers, `Content-Length: ${body.length}`], body);
@@ -441,9 +482,11 @@ export function hostileCases(o: HostileOptions): fc.Arbitrary<HostileCase> {
     fc.tuple(keyLines, ghost).map(([keys, body]) => post("/v1/chat/completions", keys, body)),
     fc.tuple(keyLines, path).map(([keys, p]) => request(`GET ${p} HTTP/1.1`, [host, ...keys])),
     // A method that does not wake the target, with the routed model: 503 target_cold.
-    fc.tuple(keyLines, routedBody).map(([keys, body]) =>
-      request("GET /v1/chat/completions HTTP/1.1", [host, ...keys, `Content-Length: ${body.length}`], body),
-    ),
+    fc
+      .tuple(keyLines, routedBody)
+      .map(([keys, body]) =>
+        request("GET /v1/chat/completions HTTP/1.1", [host, ...keys, `Content-Length: ${body.length}`], body),
+      ),
   );
   const garbageTail = fc.oneof(
     fc.uint8Array({ minLength: 1, maxLength: 256 }).map(latin1),
@@ -489,11 +532,17 @@ export function hostileCases(o: HostileOptions): fc.Arbitrary<HostileCase> {
           request(`${method} ${t} HTTP/1.1`, [host, ...keys, `Content-Length: ${body.length}`], body),
         ),
       // CONNECT, authority-form, with and without a body.
-      fc.tuple(keyLines, fc.boolean(), routedBody).map(([keys, withBody, body]) =>
-        withBody
-          ? request("CONNECT internal-admin.svc:443 HTTP/1.1", [host, ...keys, `Content-Length: ${body.length}`], body)
-          : request("CONNECT internal-admin.svc:443 HTTP/1.1", ["Host: internal-admin.svc:443", ...keys]),
-      ),
+      fc
+        .tuple(keyLines, fc.boolean(), routedBody)
+        .map(([keys, withBody, body]) =>
+          withBody
+            ? request(
+                "CONNECT internal-admin.svc:443 HTTP/1.1",
+                [host, ...keys, `Content-Length: ${body.length}`],
+                body,
+              )
+            : request("CONNECT internal-admin.svc:443 HTTP/1.1", ["Host: internal-admin.svc:443", ...keys]),
+        ),
     ),
   );
 
@@ -501,32 +550,41 @@ export function hostileCases(o: HostileOptions): fc.Arbitrary<HostileCase> {
   const upgrade = family(
     "upgrade-h2c",
     fc.oneof(
-      fc.tuple(keyLines, path).map(([keys, p]) =>
-        request(`GET ${p} HTTP/1.1`, [
-          host,
-          ...keys,
-          "Connection: Upgrade, HTTP2-Settings",
-          "Upgrade: h2c",
-          "HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA",
-        ]),
-      ),
-      fc.tuple(keyLines, path).map(([keys, p]) =>
-        request(`GET ${p} HTTP/1.1`, [
-          host,
-          ...keys,
-          "Connection: Upgrade",
-          "Upgrade: websocket",
-          "Sec-WebSocket-Version: 13",
-          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-        ]),
-      ),
-      fc.tuple(keyLines, ghost).map(([keys, body]) =>
-        post("/v1/chat/completions", keys, body, ["Connection: Upgrade", "Upgrade: foo/1, h2c"]),
-      ),
+      fc
+        .tuple(keyLines, path)
+        .map(([keys, p]) =>
+          request(`GET ${p} HTTP/1.1`, [
+            host,
+            ...keys,
+            "Connection: Upgrade, HTTP2-Settings",
+            "Upgrade: h2c",
+            "HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA",
+          ]),
+        ),
+      fc
+        .tuple(keyLines, path)
+        .map(([keys, p]) =>
+          request(`GET ${p} HTTP/1.1`, [
+            host,
+            ...keys,
+            "Connection: Upgrade",
+            "Upgrade: websocket",
+            "Sec-WebSocket-Version: 13",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+          ]),
+        ),
+      fc
+        .tuple(keyLines, ghost)
+        .map(([keys, body]) =>
+          post("/v1/chat/completions", keys, body, ["Connection: Upgrade", "Upgrade: foo/1, h2c"]),
+        ),
       // The HTTP/2 connection preface with a SETTINGS frame, then noise.
       fc
         .uint8Array({ maxLength: 64 })
-        .map((b) => `PRI * HTTP/2.0${CRLF}${CRLF}SM${CRLF}${CRLF}\u0000\u0000\u0000\u0004\u0000\u0000\u0000\u0000\u0000${latin1(b)}`),
+        .map(
+          (b) =>
+            `PRI * HTTP/2.0${CRLF}${CRLF}SM${CRLF}${CRLF}\u0000\u0000\u0000\u0004\u0000\u0000\u0000\u0000\u0000${latin1(b)}`,
+        ),
     ),
   );
 
@@ -560,16 +618,29 @@ export function hostileCases(o: HostileOptions): fc.Arbitrary<HostileCase> {
   const badMethod = family(
     "bad-method",
     // The routed model in the body: a method that parses must still not wake (DESIGN.md step 4).
-    fc.tuple(keyLines, method, routedBody).map(([keys, m, body]) =>
-      request(`${m} /v1/chat/completions HTTP/1.1`, [host, ...keys, `Content-Length: ${body.length}`], body),
-    ),
+    fc
+      .tuple(keyLines, method, routedBody)
+      .map(([keys, m, body]) =>
+        request(
+          `${m} /v1/chat/completions HTTP/1.1`,
+          [host, ...keys, `Content-Length: ${body.length}`],
+          body,
+        ),
+      ),
   );
 
   // --- Host: missing on HTTP/1.1 (RFC 9112 §3.2: 400), duplicated, odd ---
   const hostFamily = family(
     "host",
     fc.oneof(
-      w(3, fc.tuple(keyLines, routedBody).map(([keys, body]) => request("POST /v1/chat/completions HTTP/1.1", [...keys, `Content-Length: ${body.length}`], body))),
+      w(
+        3,
+        fc
+          .tuple(keyLines, routedBody)
+          .map(([keys, body]) =>
+            request("POST /v1/chat/completions HTTP/1.1", [...keys, `Content-Length: ${body.length}`], body),
+          ),
+      ),
       w(
         2,
         fc
@@ -587,7 +658,13 @@ export function hostileCases(o: HostileOptions): fc.Arbitrary<HostileCase> {
               ["Host: user@a.test"],
             ),
           )
-          .map(([keys, body, hosts]) => request("POST /v1/chat/completions HTTP/1.1", [...hosts, ...keys, `Content-Length: ${body.length}`], body)),
+          .map(([keys, body, hosts]) =>
+            request(
+              "POST /v1/chat/completions HTTP/1.1",
+              [...hosts, ...keys, `Content-Length: ${body.length}`],
+              body,
+            ),
+          ),
       ),
     ),
   );
@@ -616,7 +693,17 @@ export function hostileCases(o: HostileOptions): fc.Arbitrary<HostileCase> {
         keyLines,
         fc.constantFrom("GET", "POST", "OPTIONS"),
         path,
-        fc.constantFrom("", " HTTP", " HTTP/", " HTTP/1", " HTTP/1.1.1", " http/1.1", " HTTP/11", " HTTP/1.1 extra", " HTTP/3.0"),
+        fc.constantFrom(
+          "",
+          " HTTP",
+          " HTTP/",
+          " HTTP/1",
+          " HTTP/1.1.1",
+          " http/1.1",
+          " HTTP/11",
+          " HTTP/1.1 extra",
+          " HTTP/3.0",
+        ),
         ghost,
         fc.boolean(),
       )
@@ -653,7 +740,11 @@ export function hostileCases(o: HostileOptions): fc.Arbitrary<HostileCase> {
       }),
       // Chunked, cut inside or after a chunk, never the last chunk.
       fc.tuple(keyLines, routedBody, fc.nat()).map(([keys, body, n]) => {
-        const text = request(`POST /v1/chat/completions HTTP/1.1`, [host, ...keys, "Transfer-Encoding: chunked"], chunked(body, 3));
+        const text = request(
+          `POST /v1/chat/completions HTTP/1.1`,
+          [host, ...keys, "Transfer-Encoding: chunked"],
+          chunked(body, 3),
+        );
         return text.slice(0, text.length - 3 - (n % (body.length + 10)));
       }),
       // The head itself cut anywhere.
@@ -669,7 +760,11 @@ export function hostileCases(o: HostileOptions): fc.Arbitrary<HostileCase> {
   const expect = family(
     "expect",
     fc
-      .tuple(keyLines, ghost, fc.constantFrom("100-continue", "100-Continue", "200-ok", "", "100-continue, foo", "bogus"))
+      .tuple(
+        keyLines,
+        ghost,
+        fc.constantFrom("100-continue", "100-Continue", "200-ok", "", "100-continue, foo", "bogus"),
+      )
       .map(([keys, body, e]) => post("/v1/chat/completions", keys, body, [`Expect: ${e}`])),
   );
 
@@ -680,8 +775,16 @@ export function hostileCases(o: HostileOptions): fc.Arbitrary<HostileCase> {
       .tuple(keyLines, fc.constantFrom("GET", "PUT", "PATCH", "DELETE", "OPTIONS"), routedBody, fc.boolean())
       .map(([keys, m, body, isChunked]) =>
         isChunked
-          ? request(`${m} /v1/chat/completions HTTP/1.1`, [host, ...keys, "Transfer-Encoding: chunked"], chunked(body, 2))
-          : request(`${m} /v1/chat/completions HTTP/1.1`, [host, ...keys, `Content-Length: ${body.length}`], body),
+          ? request(
+              `${m} /v1/chat/completions HTTP/1.1`,
+              [host, ...keys, "Transfer-Encoding: chunked"],
+              chunked(body, 2),
+            )
+          : request(
+              `${m} /v1/chat/completions HTTP/1.1`,
+              [host, ...keys, `Content-Length: ${body.length}`],
+              body,
+            ),
       ),
   );
 
@@ -691,25 +794,48 @@ export function hostileCases(o: HostileOptions): fc.Arbitrary<HostileCase> {
     fc.oneof(
       fc.uint8Array({ minLength: 1, maxLength: 2048 }).map(latin1),
       fc.string({ unit: "binary-ascii", minLength: 1, maxLength: 512 }),
-      fc.array(fc.constantFrom("GET", "POST", " ", "/", "HTTP/1.1", CRLF, ":", "Host", "Content-Length", "0", "chunked"), { maxLength: 40 }).map((parts) => parts.join("")),
+      fc
+        .array(
+          fc.constantFrom(
+            "GET",
+            "POST",
+            " ",
+            "/",
+            "HTTP/1.1",
+            CRLF,
+            ":",
+            "Host",
+            "Content-Length",
+            "0",
+            "chunked",
+          ),
+          { minLength: 1, maxLength: 40 },
+        )
+        .map((parts) => parts.join("")),
     ),
   );
 
   // --- a well-formed request (for a model that does not route) with a few random edits ---
-  const edit = fc.tuple(fc.constantFrom("insert", "delete", "replace"), fc.nat(), fc.integer({ min: 0, max: 255 }));
+  const edit = fc.tuple(
+    fc.constantFrom("insert", "delete", "replace"),
+    fc.nat(),
+    fc.integer({ min: 0, max: 255 }),
+  );
   const mutated = family(
     "mutated",
-    fc.tuple(keyLines, farGhost, fc.array(edit, { minLength: 1, maxLength: 5 })).map(([keys, body, edits]) => {
-      let text = post("/v1/chat/completions", keys, body);
-      for (const [op, pos, byte] of edits) {
-        const at = pos % Math.max(1, text.length);
-        const c = String.fromCharCode(byte);
-        if (op === "insert") text = text.slice(0, at) + c + text.slice(at);
-        else if (op === "delete") text = text.slice(0, at) + text.slice(at + 1);
-        else text = text.slice(0, at) + c + text.slice(at + 1);
-      }
-      return text;
-    }),
+    fc
+      .tuple(keyLines, farGhost, fc.array(edit, { minLength: 1, maxLength: 5 }))
+      .map(([keys, body, edits]) => {
+        let text = post("/v1/chat/completions", keys, body);
+        for (const [op, pos, byte] of edits) {
+          const at = pos % Math.max(1, text.length);
+          const c = String.fromCharCode(byte);
+          if (op === "insert") text = text.slice(0, at) + c + text.slice(at);
+          else if (op === "delete") text = text.slice(0, at) + text.slice(at + 1);
+          else text = text.slice(0, at) + c + text.slice(at + 1);
+        }
+        return text;
+      }),
   );
 
   return fc.oneof(

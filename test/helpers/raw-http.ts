@@ -48,7 +48,8 @@ export function parseResponses(data: Buffer, closed: boolean): ParsedStream {
     const headers = new Map<string, string[]>();
     for (const line of lines.slice(1)) {
       const colon = line.indexOf(":");
-      if (colon <= 0 || /[\s]/.test(line.slice(0, colon))) return fail(`a malformed header ${JSON.stringify(line)}`);
+      if (colon <= 0 || /[\s]/.test(line.slice(0, colon)))
+        return fail(`a malformed header ${JSON.stringify(line)}`);
       const name = line.slice(0, colon).toLowerCase();
       const list = headers.get(name) ?? [];
       list.push(line.slice(colon + 1).trim());
@@ -62,7 +63,8 @@ export function parseResponses(data: Buffer, closed: boolean): ParsedStream {
     }
     const te = headers.get("transfer-encoding");
     const cl = headers.get("content-length");
-    if (te !== undefined && cl !== undefined) return fail("a response with both Content-Length and Transfer-Encoding");
+    if (te !== undefined && cl !== undefined)
+      return fail("a response with both Content-Length and Transfer-Encoding");
     let body: Buffer;
     let used: number;
     if (te !== undefined) {

@@ -88,6 +88,24 @@ describe("the byte budget (limits.maxHeldBytes)", () => {
     await waitFor(async () => (await status(app.adminUrl)).heldBytes === 0, "budget back to 0");
   });
 
+  test("a refused client that half-closes before sending its body does not take coldfront down", async () => {
+    // Regression: the parse error this raises arrives after Node detached the answered response
+    // (socket._httpMessage is null there), and a handler that read it crashed the process.
+    const { app } = await startColdTarget(defer, {
+      extra: { limits: { maxBodyBytes: "1MiB", maxHeldBytes: "64KiB" } },
+    });
+    for (let i = 0; i < 3; i++) {
+      const c = await openRaw(app.clientUrl);
+      c.write("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 500000\r\n\r\n");
+      const r = await c.response();
+      expect(r.status).toBe(503);
+      c.socket.end();
+      await c.until(() => false, 300);
+    }
+    expect((await fetch(`${app.adminUrl}/healthz`)).status).toBe(200);
+    expect((await fetch(`${app.clientUrl}/v1/anything`)).status).toBe(503);
+  });
+
   test("a chunked body is counted as it arrives and refused with 413 once past maxBodyBytes", async () => {
     const { app } = await startColdTarget(defer, { extra: { limits: { maxBodyBytes: "64KiB" } } });
     const c = await openRaw(app.clientUrl);

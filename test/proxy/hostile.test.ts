@@ -81,12 +81,18 @@ const CLEAN: Readonly<Record<string, number>> = {
 function judge(r: RawResponse): { outcome: string; violation?: string } {
   if (r.status < 400) return { outcome: `${r.status}`, violation: `status ${r.status} for a hostile input` };
   if (r.status >= 500 && r.status !== 503)
-    return { outcome: `${r.status}`, violation: `status ${r.status}: only 503 is a 5xx coldfront may answer garbage with` };
+    return {
+      outcome: `${r.status}`,
+      violation: `status ${r.status}: only 503 is a 5xx coldfront may answer garbage with`,
+    };
   let json: unknown;
   try {
     json = JSON.parse(r.body.toString("utf8"));
   } catch {
-    return { outcome: `${r.status} (not JSON)`, violation: `a ${r.status} whose body is not JSON (DESIGN.md "Errors")` };
+    return {
+      outcome: `${r.status} (not JSON)`,
+      violation: `a ${r.status} whose body is not JSON (DESIGN.md "Errors")`,
+    };
   }
   const e = (json as { error?: Record<string, unknown> } | null)?.error;
   const keys = e === undefined || e === null || typeof e !== "object" ? [] : Object.keys(e).sort();
@@ -97,7 +103,11 @@ function judge(r: RawResponse): { outcome: string; violation?: string } {
     typeof e.type === "string" &&
     e.param === null &&
     e.code === e.type;
-  if (!shaped) return { outcome: `${r.status} (not OpenAI-shaped)`, violation: `body ${r.body.toString("utf8").slice(0, 200)}` };
+  if (!shaped)
+    return {
+      outcome: `${r.status} (not OpenAI-shaped)`,
+      violation: `body ${r.body.toString("utf8").slice(0, 200)}`,
+    };
   const type = e.type as string;
   const outcome = `${r.status} ${type}`;
   if (CLEAN[type] !== r.status) return { outcome, violation: `type ${type} with status ${r.status}` };
@@ -142,8 +152,11 @@ function record(t: Tally, c: HostileCase, conv: Conversation): void {
   }
   if (conv.ending === "hung") violations.push(`neither a complete answer nor a close within ${HANG_MS} ms`);
   else if (rest.length > 0)
-    violations.push(`${rest.length} bytes after the last complete answer${error ? ` (${error})` : " (a truncated answer)"}`);
-  const outcome = first ?? (conv.ending === "hung" ? "hung" : `closed without an answer${conv.reset ? " (reset)" : ""}`);
+    violations.push(
+      `${rest.length} bytes after the last complete answer${error ? ` (${error})` : " (a truncated answer)"}`,
+    );
+  const outcome =
+    first ?? (conv.ending === "hung" ? "hung" : `closed without an answer${conv.reset ? " (reset)" : ""}`);
   bump(fam, outcome);
   const ex = `${c.family} -> ${outcome}${c.fin ? " (fin)" : ""}`;
   if (!t.examples.has(ex)) {
@@ -166,9 +179,12 @@ function record(t: Tally, c: HostileCase, conv: Conversation): void {
 }
 
 function print(label: string, t: Tally, ms: number): void {
-  const lines = [`hostile inputs (${label}), seed ${SEED}: ${t.total} inputs in ${ms} ms, ${t.answered} answered`];
+  const lines = [
+    `hostile inputs (${label}), seed ${SEED}: ${t.total} inputs in ${ms} ms, ${t.answered} answered`,
+  ];
   lines.push("  by outcome (the first answer on each connection):");
-  for (const [k, n] of [...t.byOutcome].sort((a, b) => b[1] - a[1])) lines.push(`    ${String(n).padStart(6)}  ${k}`);
+  for (const [k, n] of [...t.byOutcome].sort((a, b) => b[1] - a[1]))
+    lines.push(`    ${String(n).padStart(6)}  ${k}`);
   lines.push("  by family:");
   for (const [f, m] of [...t.byFamily].sort((a, b) => a[0].localeCompare(b[0]))) {
     const n = [...m.values()].reduce((a, b) => a + b, 0);
@@ -178,17 +194,26 @@ function print(label: string, t: Tally, ms: number): void {
   const show = process.env.COLDFRONT_FUZZ_SHOW;
   if (show !== undefined) {
     lines.push(`  examples of outcomes starting with ${JSON.stringify(show)}:`);
-    for (const [k, v] of t.examples) if (k.split(" -> ")[1]?.startsWith(show)) lines.push(`    ${k}\n      ${v}`);
+    for (const [k, v] of t.examples)
+      if (k.split(" -> ")[1]?.startsWith(show)) lines.push(`    ${k}\n      ${v}`);
   }
   if (t.violations.size > 0) {
     lines.push("  violations, by family and cause, with one example each:");
-    for (const [k, v] of t.violations) lines.push(`    ${v.count} x ${k}\n      sent ${v.input}\n      got  ${v.got}`);
+    for (const [k, v] of t.violations)
+      lines.push(`    ${v.count} x ${k}\n      sent ${v.input}\n      got  ${v.got}`);
   }
   console.log(lines.join("\n"));
 }
 
-/** Sends every case over a pool of raw connections. */
-async function flood(url: string, cases: readonly HostileCase[]): Promise<Tally> {
+/**
+ * Sends every case over a pool of raw connections; `held()` is read after each conversation, and
+ * the largest value seen is returned with the tally.
+ */
+async function flood(
+  url: string,
+  cases: readonly HostileCase[],
+  held: () => number,
+): Promise<Tally & { maxHeld: number }> {
   const raw = new RawConversations(url);
   defer(() => raw.closeAll());
   const t: Tally = {
@@ -200,6 +225,7 @@ async function flood(url: string, cases: readonly HostileCase[]): Promise<Tally>
     answered: 0,
   };
   let next = 0;
+  let maxHeld = held();
   const worker = async () => {
     for (;;) {
       const i = next++;
@@ -207,11 +233,12 @@ async function flood(url: string, cases: readonly HostileCase[]): Promise<Tally>
       if (c === undefined) return;
       const conv = await raw.talk(c.bytes, { fin: c.fin, quietMs: QUIET_MS, maxMs: HANG_MS });
       record(t, c, conv);
+      maxHeld = Math.max(maxHeld, held());
     }
   };
   await Promise.all(Array.from({ length: POOL }, worker));
   expect(raw.openCount).toBe(0);
-  return t;
+  return { ...t, maxHeld };
 }
 
 interface Answer {
@@ -233,7 +260,12 @@ function sendLegit(app: App, n: number, key: (i: number) => string | undefined):
   return Array.from({ length: n }, (_, i) => {
     const id = `legit-${i}`;
     const stream = i % 2 === 0;
-    const body = JSON.stringify({ model: MODEL, id, stream, messages: [{ role: "user", content: `hello ${i}` }] });
+    const body = JSON.stringify({
+      model: MODEL,
+      id,
+      stream,
+      messages: [{ role: "user", content: `hello ${i}` }],
+    });
     const k = key(i);
     const answer = new Promise<Answer>((resolve, reject) => {
       const req = request(
@@ -274,7 +306,7 @@ function sendLegit(app: App, n: number, key: (i: number) => string | undefined):
 interface Status {
   heldBytes: number;
   maxHeldBytes: number;
-  targets: Record<string, { pending: number; held: number }>;
+  targets: Record<string, { pending: number; held: number; outcomes: Record<string, number> }>;
 }
 
 async function status(app: App): Promise<Status> {
@@ -303,15 +335,24 @@ async function scenario(
     numRuns: runs,
   });
   const started = Date.now();
-  const tally = await flood(app.clientUrl, cases);
+  const tally = await flood(app.clientUrl, cases, () => gate().pending);
   print(label, tally, Date.now() - started);
 
   // Still up, still holding exactly the legitimate requests, and every byte the garbage had
-  // reserved given back (README "Bounds": each reservation is returned exactly once).
+  // reserved given back (README "Bounds": each reservation is returned exactly once). No
+  // garbage was ever held, not even for a moment: a held ticket whose client then left would
+  // show as client_aborted, and in the pending count sampled during the run.
   expect((await fetch(`${app.adminUrl}/healthz`)).status).toBe(200);
   const after = await status(app);
   expect(after.targets.llama?.pending).toBe(legitCount);
-  await waitFor(async () => (await status(app)).heldBytes === heldBytes, "the garbage's reservations returned", 10_000);
+  expect(tally.maxHeld, "held count seen during the run").toBe(legitCount);
+  expect(after.targets.llama?.outcomes.client_aborted).toBe(0);
+  expect(after.targets.llama?.outcomes.replayed).toBe(0);
+  await waitFor(
+    async () => (await status(app)).heldBytes === heldBytes,
+    "the garbage's reservations returned",
+    10_000,
+  );
   expect(up.seen).toHaveLength(0);
 
   await up.start();
@@ -339,6 +380,9 @@ async function scenario(
   expect(seenIds.sort()).toEqual(legit.map((l) => l.id).sort());
   for (const s of up.seen) expect(s.url).toBe("/v1/chat/completions");
   await waitFor(async () => (await status(app)).heldBytes === 0, "the budget back to 0 after the replays");
+  const end = await status(app);
+  expect(end.targets.llama?.outcomes.replayed).toBe(legitCount);
+  expect(end.targets.llama?.outcomes.client_aborted).toBe(0);
   return tally;
 }
 
@@ -355,7 +399,10 @@ function withBound<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 function assertClean(t: Tally, runs: number): void {
   expect(t.total).toBe(runs);
   const causes = [...t.violations].map(([k, v]) => `${v.count} x ${k}`);
-  expect(causes, `violations (seed ${SEED}, replay with COLDFRONT_FUZZ_SEED=${SEED}); examples above`).toEqual([]);
+  expect(
+    causes,
+    `violations (seed ${SEED}, replay with COLDFRONT_FUZZ_SEED=${SEED}); examples above`,
+  ).toEqual([]);
   // The suite is only worth something if most inputs were answered, not merely cut.
   expect(t.answered).toBeGreaterThan(runs / 2);
 }
@@ -389,4 +436,64 @@ describe("hostile input against a coldfront holding requests for a cold target",
     assertClean(tally, runs);
     expect(tally.byOutcome.get("401 invalid_api_key") ?? 0).toBeGreaterThan(0);
   }, 120_000);
+});
+
+/**
+ * One test per cause the suite found, each on a single input, so that a failure names its cause.
+ * The generated suite keeps sending the same families.
+ */
+describe("single hostile inputs", () => {
+  const ghost = '{"model":"ghost"}';
+  const routed = `{"model":"${MODEL}"}`;
+  const once = async (bytes: string, maxMs = 3000) => {
+    const t = await startColdTarget(defer, {
+      extra: { limits: LIMITS },
+      target: { match: { models: [MODEL] } },
+    });
+    const raw = new RawConversations(t.app.clientUrl);
+    defer(() => raw.closeAll());
+    const conv = await raw.talk(Buffer.from(bytes, "latin1"), { fin: false, quietMs: QUIET_MS, maxMs });
+    return { conv, t };
+  };
+
+  test('an Expect other than 100-continue gets an OpenAI-shaped answer, not Node\'s bare 417 (DESIGN.md "Errors")', async () => {
+    const { conv } = await once(
+      `POST /v1/chat/completions HTTP/1.1\r\nHost: a.test\r\nExpect: bogus\r\nContent-Length: ${ghost.length}\r\n\r\n${ghost}`,
+    );
+    const first = conv.parsed.responses[0];
+    expect(first, "an answer").toBeDefined();
+    expect(judge(first as RawResponse)).toEqual({ outcome: expect.any(String) });
+  });
+
+  test("two Host lines get 400 invalid_request and are not held (RFC 9112 §3.2)", async () => {
+    const { conv, t } = await once(
+      `POST /v1/chat/completions HTTP/1.1\r\nHost: a.test\r\nHost: internal-admin.svc\r\nContent-Length: ${routed.length}\r\n\r\n${routed}`,
+    );
+    expect(t.gate().pending, "held").toBe(0);
+    expect(conv.parsed.responses.map((r) => judge(r).outcome)).toEqual(["400 invalid_request"]);
+  });
+
+  test("a Transfer-Encoding whose last coding is not chunked gets 400 invalid_request, then the close (RFC 9112 §6.3)", async () => {
+    const { conv } = await once(
+      `POST /v1/chat/completions HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: identity\r\n\r\n${routed}`,
+    );
+    expect(conv.ending).toBe("closed");
+    expect(conv.parsed.responses.map((r) => judge(r).outcome)).toEqual(["400 invalid_request"]);
+  });
+
+  // src/proxy/server.ts: "a connection is only cut when nothing can be said on it any more".
+  test.each([
+    [
+      "garbage pipelined after it",
+      `POST /v1/chat/completions HTTP/1.1\r\nHost: a.test\r\nContent-Length: ${ghost.length}\r\n\r\n${ghost}GARBAGE\r\n\r\n`,
+    ],
+    [
+      "a request after an HTTP/1.0 one",
+      `POST /v1/chat/completions HTTP/1.0\r\nContent-Length: ${ghost.length}\r\n\r\n${ghost}GET / HTTP/1.1\r\nHost: a.test\r\n\r\n`,
+    ],
+  ])("a request with a body still gets its answer when %s cannot be parsed", async (_, bytes) => {
+    const { conv } = await once(bytes);
+    expect(conv.ending).toBe("closed");
+    expect(conv.parsed.responses.map((r) => judge(r).outcome)[0]).toBe("404 no_route");
+  });
 });
