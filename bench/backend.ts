@@ -5,7 +5,9 @@
  * - `POST` with `"stream": true` in the body: an SSE stream of `max_tokens` chat-completion
  *   chunks (default 50) and `data: [DONE]`, back to back, or one every `x-bench-itl-ms`
  *   milliseconds when the request carries that header (every proxy passes it through).
- * - any other `POST`: a small, prebuilt chat completion JSON.
+ * - any other `POST`: a small, prebuilt chat completion JSON; after `x-bench-gen-ms`
+ *   milliseconds when the request carries that header (a non-streaming generation sends its
+ *   head only once it is done, as vLLM's does). Nothing bounds how many run at once.
  * - `GET /health`: 200.
  *
  * `--ready-after MS` keeps the port closed for that long, as vLLM does while it loads a model;
@@ -57,10 +59,13 @@ const COMPLETION_HEADERS = {
 };
 const SSE_HEADERS = { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache" };
 
-/** One SSE event per token, the size of a real chat-completion chunk (about 200 bytes). */
-const CHUNKS = Array.from(
-  { length: 64 },
-  (_, i) =>
+/**
+ * One SSE event per token, the size of a real chat-completion chunk (about 200 bytes), encoded
+ * once: 1,000 paced streams are 50,000 writes a second, and the backend shares a core with the
+ * client.
+ */
+const CHUNKS = Array.from({ length: 64 }, (_, i) =>
+  Buffer.from(
     `data: ${JSON.stringify({
       id: "chatcmpl-bench",
       object: "chat.completion.chunk",
@@ -68,8 +73,9 @@ const CHUNKS = Array.from(
       model: MODEL,
       choices: [{ index: 0, delta: { content: ` token${i}` }, logprobs: null, finish_reason: null }],
     })}\n\n`,
+  ),
 );
-const DONE = "data: [DONE]\n\n";
+const DONE = Buffer.from("data: [DONE]\n\n");
 const STREAM_MARK = Buffer.from('"stream":true');
 
 function maxTokens(body: Buffer): number {
@@ -124,6 +130,14 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
     if (body.includes(STREAM_MARK)) {
       const itl = Number(req.headers["x-bench-itl-ms"] ?? 0);
       stream(res, maxTokens(body), Number.isFinite(itl) && itl > 0 ? itl : 0);
+      return;
+    }
+    const gen = Number(req.headers["x-bench-gen-ms"] ?? 0);
+    if (Number.isFinite(gen) && gen > 0) {
+      const timer = setTimeout(() => {
+        if (!res.destroyed) res.writeHead(200, COMPLETION_HEADERS).end(COMPLETION);
+      }, gen);
+      res.once("close", () => clearTimeout(timer));
       return;
     }
     res.writeHead(200, COMPLETION_HEADERS);

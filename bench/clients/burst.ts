@@ -1,11 +1,14 @@
 /**
  * A burst of N concurrent requests, each on its own connection, all sent at once: the clients
- * of the cold-burst and hold-capacity scenarios. Prints one JSON line at the end:
- * `{"sent": [epoch ms...], "done": [epoch ms...], "status": [200 | 502 | 0 (no answer)...],
+ * of the cold-burst and hold-capacity scenarios. With `--rate R` the N requests are spread
+ * instead, one every 1/R s (the late arrivals of the long-generation cold burst). `--gen-ms`
+ * asks the backend for a generation that long (`x-bench-gen-ms`). Prints one JSON line at the
+ * end: `{"sent": [epoch ms...], "done": [epoch ms...], "status": [200 | 502 | 0 (no answer)...],
  * "errors": {code: count}}`.
  *
- * Usage: node burst.js --url URL --n N [--body-bytes 1024] [--timeout-ms 120000]
+ * Usage: node burst.js --url URL --n N [--body-bytes 1024] [--timeout-ms 120000] [--rate R] [--gen-ms MS]
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
 import { Agent, request } from "undici";
 
@@ -15,12 +18,18 @@ const { values } = parseArgs({
     n: { type: "string" },
     "body-bytes": { type: "string", default: "256" },
     "timeout-ms": { type: "string", default: "120000" },
+    rate: { type: "string", default: "0" },
+    "gen-ms": { type: "string", default: "0" },
   },
 });
 const n = Number(values.n);
 const timeoutMs = Number(values["timeout-ms"]);
-if (!values.url || !(n > 0) || !(timeoutMs > 0)) {
-  process.stderr.write("usage: burst --url URL --n N [--body-bytes B] [--timeout-ms MS]\n");
+const rate = Number(values.rate);
+const genMs = Number(values["gen-ms"]);
+if (!values.url || !(n > 0) || !(timeoutMs > 0) || !(rate >= 0) || !(genMs >= 0)) {
+  process.stderr.write(
+    "usage: burst --url URL --n N [--body-bytes B] [--timeout-ms MS] [--rate R] [--gen-ms MS]\n",
+  );
   process.exit(2);
 }
 
@@ -43,6 +52,10 @@ const done = new Array<number>(n).fill(0);
 const status = new Array<number>(n).fill(0);
 const errors: Record<string, number> = {};
 const signal = AbortSignal.timeout(timeoutMs);
+const headers: Record<string, string> = {
+  "content-type": "application/json",
+  ...(genMs > 0 ? { "x-bench-gen-ms": String(genMs) } : {}),
+};
 
 async function one(i: number): Promise<void> {
   sent[i] = now();
@@ -50,7 +63,7 @@ async function one(i: number): Promise<void> {
     const res = await request(url, {
       method: "POST",
       body,
-      headers: { "content-type": "application/json" },
+      headers,
       dispatcher: agent,
       signal,
     });
@@ -64,7 +77,19 @@ async function one(i: number): Promise<void> {
   done[i] = now();
 }
 
-await Promise.all(Array.from({ length: n }, (_, i) => one(i)));
+if (rate > 0) {
+  // Spread: request i leaves at start + i / rate s, whatever the earlier ones are doing.
+  const start = performance.now();
+  const pending: Promise<void>[] = [];
+  for (let i = 0; i < n; i++) {
+    const wait = start + (i * 1000) / rate - performance.now();
+    if (wait > 0) await sleep(wait);
+    pending.push(one(i));
+  }
+  await Promise.all(pending);
+} else {
+  await Promise.all(Array.from({ length: n }, (_, i) => one(i)));
+}
 await agent.destroy();
 // stdout is a pipe, written asynchronously: exit once the report is out, not before.
 process.stdout.write(`${JSON.stringify({ sent, done, status, errors })}\n`, () => process.exit(0));

@@ -21,7 +21,18 @@ export interface BurstClient {
 
 export function startBurst(
   ws: Workspace,
-  o: { url: string; n: number; bodyBytes?: number; timeoutMs: number },
+  o: {
+    url: string;
+    n: number;
+    bodyBytes?: number;
+    timeoutMs: number;
+    /** Spread the N requests at this many per second instead of sending them at once. */
+    rate?: number;
+    /** The backend's generation time for each (x-bench-gen-ms). */
+    genMs?: number;
+    /** Names the log file (several clients of one N may run at once). */
+    tag?: string;
+  },
 ): BurstClient {
   const child = Child.spawn(
     "burst",
@@ -36,8 +47,10 @@ export function startBurst(
       String(o.bodyBytes ?? 256),
       "--timeout-ms",
       String(o.timeoutMs),
+      ...(o.rate ? ["--rate", String(o.rate)] : []),
+      ...(o.genMs ? ["--gen-ms", String(o.genMs)] : []),
     ],
-    { logFile: join(ws.dir, `burst-${o.n}.log`) },
+    { logFile: join(ws.dir, `burst-${o.tag ?? o.n}.log`), role: "load" },
   );
   return {
     child,

@@ -21,11 +21,36 @@ function killAllNow(): void {
 }
 process.once("exit", killAllNow);
 
+/**
+ * Which side of the machine a child runs on with `--pin`: the system under test on one core,
+ * everything that drives it (load generators, the backend, sinks) on the other(s).
+ */
+export type Role = "sut" | "load";
+
+/** CPU lists for taskset, per role; undefined when pinning is off. */
+export interface Pinning {
+  readonly sut: string;
+  readonly load: string;
+}
+
+let pinning: Pinning | undefined;
+
+/** Turns pinning on (every later spawn with a role runs under `taskset -c <list>`) or off. */
+export function configurePinning(p: Pinning | undefined): void {
+  pinning = p;
+}
+
+export function currentPinning(): Pinning | undefined {
+  return pinning;
+}
+
 export interface SpawnOptions {
   readonly env?: NodeJS.ProcessEnv;
   readonly cwd?: string;
   /** Both output streams are copied here, for a post-mortem when something fails. */
   readonly logFile?: string;
+  /** With pinning on, the CPUs this child may run on (see configurePinning). */
+  readonly role?: Role;
 }
 
 const STDERR_TAIL = 4096;
@@ -78,19 +103,18 @@ export class Child {
   /**
    * Starts `command` in a new process group, with its open-files limit raised to the hard limit
    * (10,000 held connections need that headroom; a shell `ulimit` is the portable way to raise it
-   * for one child, since Node has no setrlimit).
+   * for one child, since Node has no setrlimit). With pinning on and a role given, the command
+   * runs under `taskset -c <cpus>`, which execs it: the pid is the command's own.
    */
   static spawn(name: string, command: string, args: readonly string[], options: SpawnOptions = {}): Child {
-    const proc = spawn(
-      "/bin/sh",
-      ["-c", 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@"', command, ...args],
-      {
-        cwd: options.cwd,
-        env: options.env ?? process.env,
-        detached: true,
-        stdio: ["ignore", "pipe", "pipe"],
-      },
-    );
+    const cpus = options.role && pinning ? pinning[options.role] : undefined;
+    const argv = cpus ? ["taskset", "-c", cpus, command, ...args] : [command, ...args];
+    const proc = spawn("/bin/sh", ["-c", 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@"', ...argv], {
+      cwd: options.cwd,
+      env: options.env ?? process.env,
+      detached: true,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     const log = options.logFile ? createWriteStream(options.logFile, { flags: "a" }) : undefined;
     // A log that cannot be written is no reason to fail a run.
     log?.on("error", () => {});

@@ -1,4 +1,5 @@
-/** The results file: machine facts, the issue's targets, then one Markdown table per scenario. */
+/** The results file: machine facts, the goals table, then one Markdown table per scenario. */
+import type { Generator } from "./load.js";
 import type { Workspace } from "./systems.js";
 
 export interface Table {
@@ -14,8 +15,10 @@ export interface Section {
   readonly notes: readonly string[];
 }
 
-/** One of issue 7's targets, checked against this run. */
+/** One goal (issue 13's, or one of issue 7's or 11's that still means something), checked against this run. */
 export interface Check {
+  /** Where the goal comes from: "issue 13", "issue 7", ... */
+  readonly source: string;
   readonly target: string;
   readonly goal: string;
   readonly measured: string;
@@ -34,6 +37,8 @@ export interface Context {
   /** `--held`: the hold-capacity sizes instead of the defaults. */
   readonly held?: readonly number[];
   readonly ws: Workspace;
+  /** The warm scenarios' load generator. */
+  readonly generator: Generator;
   /** Progress on stderr: the run is long and the results come at the end. */
   readonly log: (message: string) => void;
 }
@@ -70,9 +75,10 @@ export function renderSection(s: Section): string {
 
 export function renderChecks(checks: readonly Check[]): string {
   return markdownTable({
-    header: ["target", "goal", "measured", "met"],
+    header: ["target", "source", "goal", "measured", "met"],
     rows: checks.map((c) => [
       c.target,
+      c.source,
       c.goal,
       c.measured,
       c.met === undefined ? "n/a" : c.met ? "yes" : "**no**",

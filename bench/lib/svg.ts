@@ -180,3 +180,69 @@ export function coldBurstSvg(c: BurstChart): string {
   parts.push("</svg>");
   return `${parts.join("\n")}\n`;
 }
+
+/** A line chart of values over time: the flood's RSS per system. */
+export interface LineChart {
+  readonly title: string;
+  readonly xLabel: string;
+  readonly yLabel: string;
+  readonly series: readonly { name: string; color: string; points: readonly (readonly [number, number])[] }[];
+  /** Horizontal reference lines (a budget, a limit). */
+  readonly marks?: readonly { y: number; label: string }[];
+}
+
+export function lineChartSvg(c: LineChart): string {
+  const left = 70;
+  const width = W - left - 24;
+  const ph = H - TOP - BOTTOM;
+  const xs = c.series.flatMap((s) => s.points.map((p) => p[0]));
+  const ys = [...c.series.flatMap((s) => s.points.map((p) => p[1])), ...(c.marks ?? []).map((m) => m.y)];
+  const xMax = Math.max(1e-9, ...xs);
+  const yStep = niceStep(Math.max(1, ...ys), 5);
+  const yMax = Math.ceil(Math.max(1, ...ys) / yStep) * yStep;
+  const xStep = niceStep(xMax, 8);
+  const x = (v: number) => left + (v / xMax) * width;
+  const y = (v: number) => TOP + ph - (v / yMax) * ph;
+  const out: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif" font-size="12" role="img" aria-labelledby="title">`,
+    `<title id="title">${esc(c.title)}</title>`,
+    `<rect width="${W}" height="${H}" fill="#ffffff"/>`,
+    `<text x="${left}" y="22" font-size="15" font-weight="600" fill="#111827">${esc(c.title)}</text>`,
+  ];
+  for (let v = 0; v <= xMax + 1e-9; v += xStep) {
+    out.push(
+      `<line x1="${f1(x(v))}" y1="${TOP}" x2="${f1(x(v))}" y2="${TOP + ph}" stroke="#e5e7eb"/>`,
+      `<text x="${f1(x(v))}" y="${TOP + ph + 18}" text-anchor="middle" fill="#374151">${label(v)}</text>`,
+    );
+  }
+  for (let v = 0; v <= yMax + 1e-9; v += yStep) {
+    out.push(
+      `<line x1="${left}" y1="${f1(y(v))}" x2="${left + width}" y2="${f1(y(v))}" stroke="#e5e7eb"/>`,
+      `<text x="${left - 8}" y="${f1(y(v) + 4)}" text-anchor="end" fill="#374151">${label(v)}</text>`,
+    );
+  }
+  out.push(
+    `<line x1="${left}" y1="${TOP + ph}" x2="${left + width}" y2="${TOP + ph}" stroke="#6b7280"/>`,
+    `<line x1="${left}" y1="${TOP}" x2="${left}" y2="${TOP + ph}" stroke="#6b7280"/>`,
+  );
+  for (const m of c.marks ?? []) {
+    out.push(
+      `<line x1="${left}" y1="${f1(y(m.y))}" x2="${left + width}" y2="${f1(y(m.y))}" stroke="${COLORS.ready}" stroke-width="1.5" stroke-dasharray="6 4"/>`,
+      `<text x="${left + width - 4}" y="${f1(y(m.y) - 5)}" text-anchor="end" fill="${COLORS.ready}">${esc(m.label)}</text>`,
+    );
+  }
+  c.series.forEach((s, i) => {
+    const points = s.points.map(([px, py]) => `${f1(x(px))},${f1(y(py))}`).join(" ");
+    out.push(
+      `<polyline fill="none" stroke="${s.color}" stroke-width="2" points="${points}"/>`,
+      `<line x1="${left + 16}" y1="${TOP + 12 + i * 18}" x2="${left + 38}" y2="${TOP + 12 + i * 18}" stroke="${s.color}" stroke-width="3"/>`,
+      `<text x="${left + 44}" y="${TOP + 16 + i * 18}" fill="#111827">${esc(s.name)}</text>`,
+    );
+  });
+  out.push(
+    `<text x="${left + width / 2}" y="${H - 10}" text-anchor="middle" fill="#111827">${esc(c.xLabel)}</text>`,
+    `<text transform="translate(16 ${TOP + ph / 2}) rotate(-90)" text-anchor="middle" fill="#111827">${esc(c.yLabel)}</text>`,
+    "</svg>",
+  );
+  return `${out.join("\n")}\n`;
+}

@@ -7,11 +7,21 @@ import { existsSync, mkdirSync, readdirSync, renameSync, symlinkSync, writeFileS
 import { basename, join } from "node:path";
 import { stringify } from "yaml";
 import { benchScript, COLDFRONT_CLI, DIST, ROOT } from "./paths.js";
-import { processTree } from "./proc-stats.js";
+import { openFilesLimit, processTree } from "./proc-stats.js";
 import { Child, freePort, poll, waitForPort } from "./procs.js";
 
-export const SYSTEMS = ["direct", "coldfront", "nginx", "@fastify/http-proxy", "http-proxy"] as const;
-export type SystemName = (typeof SYSTEMS)[number];
+/** The systems of every warm table, in table order. */
+export const SYSTEMS = [
+  "direct",
+  "coldfront",
+  "nginx",
+  "haproxy",
+  "@fastify/http-proxy",
+  "http-proxy",
+] as const;
+export type BaseSystemName = (typeof SYSTEMS)[number];
+/** Plus coldfront variants: with tracing on (`--otel`) and built from another commit (`--baseline`). */
+export type SystemName = BaseSystemName | "coldfront+otel" | `coldfront@${string}`;
 
 export interface System {
   readonly name: SystemName;
@@ -35,11 +45,27 @@ export interface Workspace {
   readonly profileDir: string | undefined;
   /** NODE_OPTIONS for every coldfront process (--node-options), e.g. "--max-semi-space-size=16". */
   readonly coldfrontNodeOptions: string | undefined;
+  /** Extra environment for every coldfront process (--coldfront-env "K=V ..."). */
+  readonly coldfrontEnv: Readonly<Record<string, string>>;
 }
 
-export const NGINX = ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx"].find((p) =>
-  existsSync(p),
-);
+/** A compiled coldfront: this checkout's dist-bench/, or a baseline commit's (--baseline). */
+export interface ColdfrontBuild {
+  /** dist-bench/ of the build; its src/cli.js is the CLI. */
+  readonly dist: string;
+  /** Where that build's proto/ lives (the gRPC scaler loads it at start). */
+  readonly proto: string;
+}
+
+const THIS_BUILD: ColdfrontBuild = { dist: DIST, proto: join(ROOT, "proto") };
+
+/** The first of these paths that exists: distribution packages first. */
+function findBinary(paths: readonly string[]): string | undefined {
+  return paths.find((p) => existsSync(p));
+}
+
+export const NGINX = findBinary(["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx"]);
+export const HAPROXY = findBinary(["/usr/sbin/haproxy", "/usr/local/sbin/haproxy", "/usr/bin/haproxy"]);
 
 export function nginxVersion(): string | undefined {
   if (!NGINX) return undefined;
@@ -48,13 +74,20 @@ export function nginxVersion(): string | undefined {
   return `${out.stderr}${out.stdout}`.trim().replace(/^nginx version:\s*/, "") || undefined;
 }
 
+export function haproxyVersion(): string | undefined {
+  if (!HAPROXY) return undefined;
+  const out = spawnSync(HAPROXY, ["-v"], { encoding: "utf8" });
+  // "HAProxy version 2.6.12-1+deb12u3 2025/10/03 - https://haproxy.org/"
+  return /HA-?Proxy version (\S+)/i.exec(out.stdout)?.[1];
+}
+
 /**
  * coldfront's gRPC scaler finds proto/ two levels above its module, which from dist-bench/src/
  * is dist-bench/: point that at the repository's proto/ (tsc copies no non-TS files).
  */
-function linkProto(): void {
-  const link = join(DIST, "proto");
-  if (!existsSync(link)) symlinkSync(join(ROOT, "proto"), link, "dir");
+function linkProto(build: ColdfrontBuild): void {
+  const link = join(build.dist, "proto");
+  if (!existsSync(link)) symlinkSync(build.proto, link, "dir");
 }
 
 export interface ColdfrontOptions {
@@ -65,6 +98,12 @@ export interface ColdfrontOptions {
   readonly target?: Record<string, unknown>;
   /** Names the CPU profile (with --profile): `<label>.cpuprofile`. */
   readonly label: string;
+  /** The name in the tables; "coldfront" unless a variant. */
+  readonly system?: SystemName;
+  /** Another build (--baseline); this checkout's dist-bench/ by default. */
+  readonly build?: ColdfrontBuild;
+  /** Environment on top of --coldfront-env, e.g. the OTLP exporter's variables. */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 export interface Coldfront extends System {
@@ -83,7 +122,8 @@ function nameProfile(dir: string, pid: number, label: string): void {
 
 /** Starts `coldfront proxy --config <yaml>` as users do, and waits for /readyz. */
 export async function startColdfront(ws: Workspace, o: ColdfrontOptions): Promise<Coldfront> {
-  linkProto();
+  const build = o.build ?? THIS_BUILD;
+  linkProto(build);
   const [port, admin] = [await freePort(), await freePort()];
   const scaler = o.config?.scaler as { listen: string } | undefined;
   const config = {
@@ -100,7 +140,7 @@ export async function startColdfront(ws: Workspace, o: ColdfrontOptions): Promis
     process.execPath,
     [
       ...(ws.profileDir ? ["--cpu-prof", `--cpu-prof-dir=${ws.profileDir}`] : []),
-      COLDFRONT_CLI,
+      build === THIS_BUILD ? COLDFRONT_CLI : join(build.dist, "src", "cli.js"),
       "proxy",
       "--config",
       file,
@@ -108,7 +148,13 @@ export async function startColdfront(ws: Workspace, o: ColdfrontOptions): Promis
     {
       cwd: ROOT,
       logFile: join(ws.dir, `coldfront-${port}.log`),
-      env: ws.coldfrontNodeOptions ? { ...process.env, NODE_OPTIONS: ws.coldfrontNodeOptions } : process.env,
+      env: {
+        ...process.env,
+        ...(ws.coldfrontNodeOptions ? { NODE_OPTIONS: ws.coldfrontNodeOptions } : {}),
+        ...ws.coldfrontEnv,
+        ...o.env,
+      },
+      role: "sut",
     },
   );
   const adminUrl = `http://127.0.0.1:${admin}`;
@@ -129,7 +175,7 @@ export async function startColdfront(ws: Workspace, o: ColdfrontOptions): Promis
     throw err;
   }
   return {
-    name: "coldfront",
+    name: o.system ?? "coldfront",
     url: `http://127.0.0.1:${port}`,
     adminUrl,
     child,
@@ -143,14 +189,21 @@ export async function startColdfront(ws: Workspace, o: ColdfrontOptions): Promis
   };
 }
 
-async function startNodeProxy(ws: Workspace, name: SystemName, script: string, upstream: string) {
+async function startNodeProxy(
+  ws: Workspace,
+  name: SystemName,
+  script: string,
+  upstream: string,
+  extra: readonly string[] = [],
+): Promise<System> {
   const port = await freePort();
   const child = Child.spawn(
     name,
     process.execPath,
-    [benchScript(script), "--port", String(port), "--upstream", upstream],
+    [benchScript(script), "--port", String(port), "--upstream", upstream, ...extra],
     {
       logFile: join(ws.dir, `${basename(script, ".js")}-${port}.log`),
+      role: "sut",
     },
   );
   try {
@@ -228,7 +281,7 @@ http {
       "-g",
       `daemon off; pid ${prefix}/nginx.pid; error_log ${prefix}/logs/error.log;`,
     ],
-    { logFile: join(prefix, "stderr.log") },
+    { logFile: join(prefix, "stderr.log"), role: "sut" },
   );
   try {
     await waitForPort(port, child);
@@ -244,11 +297,83 @@ http {
   };
 }
 
+/**
+ * HAProxy from the distribution's package, in the foreground (`-db`), with its own config in the
+ * scratch directory. One thread (`nbthread 1`): like-for-like with one Node process and one nginx
+ * worker. Keep-alive on both sides with `http-reuse always` (idle upstream connections shared
+ * between client connections, as nginx's keepalive pool is), no request buffering (`no option
+ * http-buffer-request`; HTTP mode streams responses as they come), and `option http-no-delay`,
+ * what an operator proxying SSE sets: without it HAProxy sends with MSG_MORE, and a lone small
+ * chunk waits for the kernel's 200 ms cork timeout (measured here: first byte and every gap of a
+ * paced stream at ~225 ms). Generous timeouts, no logs.
+ */
+async function startHaproxy(ws: Workspace, upstream: string): Promise<System | Skipped> {
+  if (!HAPROXY)
+    return { name: "haproxy", skipped: "haproxy is not installed (Debian: apt-get install haproxy)" };
+  const port = await freePort();
+  const dir = join(ws.dir, `haproxy-${port}`);
+  mkdirSync(dir, { recursive: true });
+  const u = new URL(upstream);
+  // Two descriptors per connection (client and server side), within the hard limit children get.
+  const maxconn = Math.min(20_000, Math.floor((openFilesLimit().hard - 200) / 2));
+  const conf = `
+global
+  nbthread 1
+  maxconn ${maxconn}
+  pidfile ${dir}/haproxy.pid
+
+defaults
+  mode http
+  maxconn ${maxconn}
+  option http-keep-alive
+  no option http-buffer-request
+  option http-no-delay
+  http-reuse always
+  timeout connect 5s
+  timeout client 600s
+  timeout server 600s
+  timeout http-request 60s
+  timeout http-keep-alive 65s
+
+frontend bench
+  bind 127.0.0.1:${port}
+  default_backend upstream
+
+backend upstream
+  server backend ${u.hostname}:${u.port}
+`;
+  const file = join(dir, "haproxy.cfg");
+  writeFileSync(file, conf);
+  const child = Child.spawn("haproxy", HAPROXY, ["-db", "-f", file], {
+    logFile: join(dir, "stderr.log"),
+    role: "sut",
+  });
+  try {
+    await waitForPort(port, child);
+  } catch (err) {
+    await child.stop();
+    return { name: "haproxy", skipped: `haproxy did not start: ${(err as Error).message}` };
+  }
+  return {
+    name: "haproxy",
+    url: `http://127.0.0.1:${port}`,
+    pids: () => (child.running ? processTree(child.pid) : []),
+    stop: () => child.stop(),
+  };
+}
+
+/** Options of the Node peers that some scenarios set. */
+export interface PeerOptions {
+  /** @fastify/http-proxy's fastify bodyLimit (the flood gives it coldfront's maxBodyBytes). */
+  readonly bodyLimit?: number;
+}
+
 /** Starts one system in front of `upstream`. */
 export async function startSystem(
   ws: Workspace,
-  name: SystemName,
+  name: BaseSystemName,
   upstream: string,
+  peer: PeerOptions = {},
 ): Promise<System | Skipped> {
   switch (name) {
     case "direct":
@@ -257,11 +382,40 @@ export async function startSystem(
       return startColdfront(ws, { name: "bench", upstream, label: "warm" });
     case "nginx":
       return startNginx(ws, upstream);
+    case "haproxy":
+      return startHaproxy(ws, upstream);
     case "@fastify/http-proxy":
-      return startNodeProxy(ws, name, "systems/fastify-http-proxy.js", upstream);
+      return startNodeProxy(
+        ws,
+        name,
+        "systems/fastify-http-proxy.js",
+        upstream,
+        peer.bodyLimit ? ["--body-limit", String(peer.bodyLimit)] : [],
+      );
     case "http-proxy":
       return startNodeProxy(ws, name, "systems/http-proxy.js", upstream);
   }
+}
+
+/** A coldfront variant in the warm tables: tracing on, or another commit's build. */
+export interface Variant {
+  readonly name: SystemName;
+  readonly build?: ColdfrontBuild;
+  readonly env?: Readonly<Record<string, string>>;
+  /** The warm scenarios it runs in (e.g. tracing only in warm JSON). */
+  readonly scenarios: readonly string[];
+}
+
+export function startVariant(ws: Workspace, v: Variant, upstream: string): Promise<System> {
+  const label = `warm-${v.name.replace(/[^a-z0-9.+-]+/gi, "_")}`;
+  return startColdfront(ws, {
+    name: "bench",
+    upstream,
+    label,
+    system: v.name,
+    ...(v.build ? { build: v.build } : {}),
+    ...(v.env ? { env: v.env } : {}),
+  });
 }
 
 export function isSkipped(s: System | Skipped): s is Skipped {
@@ -284,7 +438,7 @@ export async function startBackend(ws: Workspace, readyAfter = 0, port?: number)
     "backend",
     process.execPath,
     [benchScript("backend.js"), "--port", String(p), "--ready-after", String(readyAfter)],
-    { logFile: join(ws.dir, `backend-${p}.log`) },
+    { logFile: join(ws.dir, `backend-${p}.log`), role: "load" },
   );
   const readyAt = (ms = readyAfter + 15_000) =>
     child.waitMessage<{ at: number }>((m) => m.event === "ready", ms).then((m) => m.at);

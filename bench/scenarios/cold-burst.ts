@@ -162,12 +162,14 @@ export async function coldBurst(ctx: Context): Promise<ScenarioResult & { chart?
   const quickNote = ctx.quick ? ` (quick run: N=${largest?.n})` : "";
   const checks: Check[] = [
     {
+      source: "issue 7",
       target: `cold burst of 1,000: failures${quickNote}`,
       goal: "0",
       measured: a ? `${a.failed} of ${largest?.n}` : "—",
       met: a && largest?.n === 1000 ? a.failed === 0 : ctx.quick && a ? a.failed === 0 : undefined,
     },
     {
+      source: "issue 7",
       target: `cold burst of 1,000: p99 added after ready${quickNote}`,
       goal: "< 100 ms",
       measured: a ? `${fmt(a.p99)} ms (floor: ${fmt(floor?.p99)} ms)` : "—",

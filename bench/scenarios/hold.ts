@@ -141,12 +141,15 @@ export async function holdCapacity(ctx: Context): Promise<ScenarioResult> {
   const perHeldKb = big ? (big.heldRss - big.idleRss) / big.n / 1024 : Number.NaN;
   const checks: Check[] = [
     {
+      source: "issues 13, 7",
       target: `held requests: RSS each above idle${big && big.n !== 10_000 ? ` (N=${big.n} in this run)` : ""}`,
-      goal: "< 10 KB at 10,000",
-      measured: big ? `${perHeldKb.toFixed(1)} KB` : "—",
+      goal: "<= 10 KB at 10,000, loop delay reported",
+      measured: big
+        ? `${perHeldKb.toFixed(1)} KB; loop delay p99 / max ${fmt(big.holdLagP99, 1)} / ${fmt(big.holdLagMax, 1)} ms arriving, ${fmt(big.releaseLagP99, 1)} / ${fmt(big.releaseLagMax, 1)} ms releasing`
+        : "—",
       // A fixed cost (allocator arenas, code, the young generation) is spread over N: only
       // the 10,000 burst says what the target means.
-      met: big && big.n === 10_000 ? perHeldKb < 10 : undefined,
+      met: big && big.n === 10_000 ? perHeldKb <= 10 : undefined,
     },
   ];
   return {

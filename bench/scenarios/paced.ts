@@ -4,9 +4,7 @@
  * a late first byte or a gap between chunks larger than the backend's; comparing with direct
  * separates the proxy from timer jitter on a busy machine.
  */
-import { join } from "node:path";
-import { benchScript } from "../lib/paths.js";
-import { Child } from "../lib/procs.js";
+import { type PacedMeasure, pacedMeasure } from "../lib/paced.js";
 import { type Context, LEAD, type ScenarioResult } from "../lib/report.js";
 import { fmt, max, median, percentile, ratio } from "../lib/stats.js";
 import type { System, SystemName } from "../lib/systems.js";
@@ -15,53 +13,24 @@ const ITL_MS = 20;
 const CHUNKS = 50;
 const STREAMS = 10;
 
-interface PacedRun {
-  firstByte: number[];
-  maxGap: number[];
-  events: number[];
-  elapsedMs: number;
-  errors: number;
-}
-
-async function pacedRun(ctx: Context, s: System, round: number): Promise<PacedRun> {
-  const child = Child.spawn(
-    "paced",
-    process.execPath,
-    [
-      benchScript("clients/paced.js"),
-      "--url",
-      s.url,
-      "--streams",
-      String(STREAMS),
-      "--rounds",
-      "1",
-      "--chunks",
-      String(CHUNKS),
-      "--itl",
-      String(ITL_MS),
-    ],
-    { logFile: join(ctx.ws.dir, `paced-${round}.log`) },
-  );
-  const code = await child.wait(60_000);
-  if (code !== 0) throw new Error(`paced client failed: ${child.describe()}`);
-  return JSON.parse(child.stdout.trim().split("\n").pop() ?? "") as PacedRun;
-}
-
 export async function pacedStreaming(ctx: Context, systems: readonly System[]): Promise<ScenarioResult> {
   const rounds = ctx.quick ? 1 : 4;
-  const all = new Map<SystemName, PacedRun[]>(systems.map((s) => [s.name, []]));
+  const all = new Map<SystemName, PacedMeasure[]>(systems.map((s) => [s.name, []]));
+  const shape = { streams: STREAMS, rounds: 1, chunks: CHUNKS, itl: ITL_MS };
   for (let r = 0; r < rounds; r++) {
     for (const s of systems) {
       ctx.log(`paced: round ${r + 1}/${rounds} ${s.name}`);
-      all.get(s.name)?.push(await pacedRun(ctx, s, r));
+      all.get(s.name)?.push(await pacedMeasure(ctx, s, shape, undefined, `${r}`));
     }
   }
   const summary = new Map(
-    [...all].map(([name, runs]) => {
+    [...all].map(([name, measures]) => {
+      const runs = measures.map((m) => m.report);
       const firstByte = runs.flatMap((x) => x.firstByte);
       const gaps = runs.flatMap((x) => x.maxGap);
       const streams = runs.reduce((n, x) => n + x.firstByte.length, 0);
       const seconds = runs.reduce((t, x) => t + x.elapsedMs, 0) / 1000;
+      const cpuMs = measures.reduce((t, m) => t + m.cpuMs, 0);
       const expected = CHUNKS + 1;
       return [
         name,
@@ -71,6 +40,7 @@ export async function pacedStreaming(ctx: Context, systems: readonly System[]): 
           fb99: percentile(firstByte, 99),
           gapMedian: median(gaps),
           gapMax: max(gaps),
+          cpuPerStream: cpuMs / Math.max(1, streams),
           complete: `${runs.flatMap((x) => x.events).filter((n) => n === expected).length}/${streams}`,
           errors: runs.reduce((n, x) => n + x.errors, 0),
         },
@@ -92,6 +62,7 @@ export async function pacedStreaming(ctx: Context, systems: readonly System[]): 
       fmt(x.gapMedian, 1),
       fmt(x.gapMax, 1),
       direct ? fmt(x.gapMedian - direct.gapMedian, 1) : "—",
+      fmt(x.cpuPerStream, 2),
       x.complete,
       fmt(x.errors),
     ];
@@ -109,6 +80,7 @@ export async function pacedStreaming(ctx: Context, systems: readonly System[]): 
             "largest gap ms (median over streams)",
             "largest gap ms (max)",
             "gap vs direct ms",
+            "proxy CPU ms / stream",
             "streams complete",
             "errors",
           ],
@@ -121,6 +93,7 @@ export async function pacedStreaming(ctx: Context, systems: readonly System[]): 
     },
     checks: [
       {
+        source: "issue 7",
         target: "paced chunks: extra gap vs direct",
         goal: "<= 5 ms",
         measured: extra === undefined ? "—" : `${extra.toFixed(1)} ms`,

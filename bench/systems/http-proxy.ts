@@ -14,8 +14,9 @@ if (!values.port || !values.upstream) {
   process.exit(2);
 }
 
-// Idle sockets close before the backend's own 5 s keep-alive timeout does.
-const agent = new Agent({ keepAlive: true, maxSockets: 256, timeout: 4000 });
+// Idle sockets close before the backend's own 5 s keep-alive timeout does. No cap on sockets
+// that matters (Node's default is none): 1,000 concurrent paced streams need 1,000 upstreams.
+const agent = new Agent({ keepAlive: true, maxSockets: 4096, timeout: 4000 });
 const proxy = httpProxy.createProxyServer({ target: values.upstream, agent });
 proxy.on("error", (_err, _req, res) => {
   if ("writeHead" in res && !res.headersSent) res.writeHead(502).end();
