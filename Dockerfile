@@ -30,5 +30,6 @@ COPY proto ./proto
 # The application files stay owned by root: the process cannot change its own code.
 USER 65532:65532
 EXPOSE 8080 9090 9091
-ENTRYPOINT ["node", "dist/cli.js"]
+# --max-semi-space-size=4: about 100 MB less RSS under load for no measurable CPU (src/cli.ts).
+ENTRYPOINT ["node", "--max-semi-space-size=4", "dist/cli.js"]
 CMD ["proxy", "--config", "/etc/coldfront/config.yaml"]

@@ -1,6 +1,12 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=4
 /**
  * coldfront's executable (package.json bin): `coldfront proxy ...` and `coldfront sim ...`.
+ *
+ * The V8 flag on the first line caps the young generation's semi-spaces at 4 MiB (Node 24's
+ * default is 16): under warm load that keeps about 100 MB of RSS off a proxy whose memory is its
+ * held requests, at a CPU cost the benchmark could not tell from noise (bench/README.md, "What was
+ * tried"). It only works on the command line (v8.setFlagsFromString is too late for the heap's
+ * layout), so `npm start` and the image's entrypoint pass it too.
  *
  * Static imports are evaluated before this module's body, so only these two, which load nothing
  * else, are static: the Node version check below must run before undici or fastify load. The

@@ -3,7 +3,15 @@
  * own process, in front of one upstream URL.
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, renameSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { basename, join } from "node:path";
 import { stringify } from "yaml";
 import { benchScript, COLDFRONT_CLI, DIST, ROOT } from "./paths.js";
@@ -135,12 +143,15 @@ export async function startColdfront(ws: Workspace, o: ColdfrontOptions): Promis
   };
   const file = join(ws.dir, `coldfront-${port}.yaml`);
   writeFileSync(file, stringify(config));
+  const cli = build === THIS_BUILD ? COLDFRONT_CLI : join(build.dist, "src", "cli.js");
   const child = Child.spawn(
     "coldfront",
     process.execPath,
     [
       ...(ws.profileDir ? ["--cpu-prof", `--cpu-prof-dir=${ws.profileDir}`] : []),
-      build === THIS_BUILD ? COLDFRONT_CLI : join(build.dist, "src", "cli.js"),
+      // As its users run it: with the V8 flags of its own first line (`#!/usr/bin/env -S node ...`).
+      ...shebangFlags(cli),
+      cli,
       "proxy",
       "--config",
       file,
@@ -451,4 +462,11 @@ export async function startBackend(ws: Workspace, readyAfter = 0, port?: number)
     }
   }
   return { url: `http://127.0.0.1:${p}`, port: p, child, readyAt, stop: () => child.stop() };
+}
+
+/** The node flags on a script's `#!/usr/bin/env -S node ...` line, or none. */
+function shebangFlags(script: string): string[] {
+  const first = readFileSync(script, "utf8").split("\n", 1)[0] ?? "";
+  const m = /^#!\S*env -S node (.+)$/.exec(first);
+  return m ? (m[1] as string).trim().split(/\s+/) : [];
 }
