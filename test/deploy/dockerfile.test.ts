@@ -86,7 +86,11 @@ describe("Dockerfile", () => {
   });
 
   it("starts `coldfront proxy --config /etc/coldfront/config.yaml`, which the Deployment spells out again", () => {
-    expect(JSON.parse(last(runtime, "ENTRYPOINT") ?? "null")).toEqual(["node", "--max-semi-space-size=4", "dist/cli.js"]);
+    expect(JSON.parse(last(runtime, "ENTRYPOINT") ?? "null")).toEqual([
+      "node",
+      "--max-semi-space-size=4",
+      "dist/cli.js",
+    ]);
     const cmd = JSON.parse(last(runtime, "CMD") ?? "null");
     expect(cmd).toEqual(["proxy", "--config", "/etc/coldfront/config.yaml"]);
     const coldfront = find<Deployment>(
