@@ -74,7 +74,10 @@ export async function bindOrExplain(
   try {
     await listen();
   } catch (err) {
-    const code = (err as { code?: string }).code;
+    // gRPC's bind error carries the system error in its message only.
+    const code =
+      (err as { code?: unknown }).code ??
+      /\b(EADDRINUSE|EACCES|EADDRNOTAVAIL)\b/.exec((err as Error).message ?? "")?.[1];
     const where = `${address.host.includes(":") ? `[${address.host}]` : address.host}:${address.port}`;
     if (code === "EADDRINUSE")
       throw new ConfigError(`${key}: ${where} is already in use (another coldfront still running?)`);

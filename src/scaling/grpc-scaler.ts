@@ -192,6 +192,11 @@ export async function startGrpcScaler(o: GrpcScalerOptions): Promise<GrpcScaler>
   };
   server.addService(pkg.externalscaler.ExternalScaler.service, implementation);
 
+  // grpc-js writes its own diagnostics to stderr; they belong in our log (a failed bind is
+  // reported once, by the caller, naming the config key).
+  grpc.setLogger({
+    error: (...args: unknown[]) => o.log.debug({ grpc: args.map(String).join(" ") }, "grpc-js"),
+  } as unknown as Partial<Console>);
   const host = o.listen.host.includes(":") ? `[${o.listen.host}]` : o.listen.host;
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(`${host}:${o.listen.port}`, grpc.ServerCredentials.createInsecure(), (err, p) =>
