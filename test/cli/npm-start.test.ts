@@ -5,14 +5,14 @@
  * and the config is a copy of examples/local.yaml on free ports with a short load delay.
  */
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, test } from "vitest";
 import { parse, stringify } from "yaml";
 import { useCleanups, waitFor } from "../helpers/app.js";
-import { ensureBuilt, ROOT } from "../helpers/cli.js";
+import { alive, ensureBuilt, ROOT } from "../helpers/cli.js";
 import { Upstream } from "../helpers/upstream.js";
 
 interface LocalConfig {
@@ -27,25 +27,6 @@ interface LocalConfig {
 
 const defer = useCleanups();
 beforeAll(() => ensureBuilt());
-
-const HAS_PROC = existsSync("/proc/self/stat");
-
-/** Alive and not a zombie (a zombie has exited; only its parent has not collected it yet). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ESRCH") return false;
-    throw err;
-  }
-  if (!HAS_PROC) return true;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
-  } catch {
-    return false; // gone between the two looks
-  }
-}
 
 function portFree(port: number): Promise<boolean> {
   return new Promise((resolve) => {

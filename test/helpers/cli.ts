@@ -1,6 +1,6 @@
 /** Runs the built executable (dist/cli.js) as users do; `npm test` builds it first. */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
 export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -112,4 +112,26 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Running {
       }
     },
   };
+}
+
+const HAS_PROC = existsSync("/proc/self/stat");
+
+/**
+ * Alive and not a zombie: a zombie is dead, only not yet reaped by whoever adopted it (once
+ * coldfront itself is gone, that is PID 1, which in some containers never reaps).
+ */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ESRCH") return false;
+    throw err;
+  }
+  if (!HAS_PROC) return true;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+  } catch {
+    return false; // gone between the two looks
+  }
 }

@@ -4,16 +4,7 @@
  * through the real app (a held request starts the command and is answered once it is ready);
  * the orphan cases run the built CLI and signal it as a terminal or a kubelet would.
  */
-import {
-  chmodSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -22,33 +13,11 @@ import { beforeAll, describe, expect, test } from "vitest";
 import type { App } from "../../src/app.js";
 import { ProcessSource, redact } from "../../src/readiness/process.js";
 import { errorBody, metricValue, startTestApp, testLogger, useCleanups, waitFor } from "../helpers/app.js";
-import { ensureBuilt, type Running, runCli } from "../helpers/cli.js";
+import { alive, ensureBuilt, type Running, runCli } from "../helpers/cli.js";
 import { Upstream } from "../helpers/upstream.js";
 
 const FIXTURE = fileURLToPath(new URL("../fixtures/fake-model.mjs", import.meta.url));
 const defer = useCleanups();
-
-const HAS_PROC = existsSync("/proc/self/stat");
-
-/**
- * Alive and not a zombie: a zombie is dead, only not yet reaped by whoever adopted it (once
- * coldfront itself is gone, that is PID 1, which in some containers never reaps).
- */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ESRCH") return false;
-    throw err;
-  }
-  if (!HAS_PROC) return true;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
-  } catch {
-    return false; // gone between the two looks
-  }
-}
 
 function readPids(file: string): number[] {
   try {
