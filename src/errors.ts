@@ -3,6 +3,7 @@
  * answers is built here, so that status codes, retry hints and the OpenAI body shape are spelled
  * in exactly one place.
  */
+import { STATUS_CODES } from "node:http";
 
 export type ErrorType =
   | "invalid_request"
@@ -45,18 +46,6 @@ const KINDS: Readonly<Record<ErrorType, ErrorKind>> = {
   autoscaler_paused: { status: 503, retryable: true, retryAfter: 60 },
   // Its retry lands on another replica, so it may come back at once.
   shutting_down: { status: 503, retryable: true, retryAfter: 1 },
-};
-
-const STATUS_TEXT: Readonly<Record<number, string>> = {
-  400: "Bad Request",
-  401: "Unauthorized",
-  404: "Not Found",
-  408: "Request Timeout",
-  413: "Payload Too Large",
-  429: "Too Many Requests",
-  502: "Bad Gateway",
-  503: "Service Unavailable",
-  504: "Gateway Timeout",
 };
 
 /** OpenAI SDKs only honour Retry-After up to 60 s (DESIGN.md step 7). */
@@ -103,7 +92,7 @@ export class ColdfrontError extends Error {
   /** The whole response as raw HTTP/1.1 bytes, for a socket that has no ServerResponse (a parse error). */
   rawResponse(): string {
     const body = this.body();
-    let head = `HTTP/1.1 ${this.status} ${STATUS_TEXT[this.status] ?? "Error"}\r\n`;
+    let head = `HTTP/1.1 ${this.status} ${STATUS_CODES[this.status] ?? "Error"}\r\n`;
     for (const [k, v] of Object.entries(this.headers())) head += `${k}: ${v}\r\n`;
     return `${head}content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
   }

@@ -326,8 +326,7 @@ export class Gate implements TargetSignals {
       this.#fail(ex, "queue_full", `target '${this.name}' already holds ${limits.maxPending} requests`);
       return;
     }
-    const key = ex.identity;
-    const mine = this.#perClient.get(key) ?? 0;
+    const mine = this.#perClient.get(ex.identity) ?? 0;
     if (mine >= this.#maxPerClient) {
       this.#fail(
         ex,
@@ -350,7 +349,7 @@ export class Gate implements TargetSignals {
       edge = true;
     }
     const budget = holdBudget(limits.holdTimeout, stated, limits.clientTimeoutMargin);
-    const ticket = new Ticket(ex, key, ex.arrivedAt + budget.ms, budget.clientBound, now);
+    const ticket = new Ticket(ex, ex.arrivedAt + budget.ms, budget.clientBound, now);
     ticket.edgeBound = edge && budget.clientBound;
     ex.onClose(() => this.#onClientGone(ticket));
     this.#armDeadline(ticket, now);
@@ -374,7 +373,7 @@ export class Gate implements TargetSignals {
     let ref: Ticket | undefined = this.#fifo.peek();
     let ahead = 0;
     // Fast path: a new arrival is the youngest of all.
-    const tail = ref === undefined ? undefined : this.#lastQueued();
+    const tail = this.#fifo.last();
     if (tail === undefined || tail.seq < t.seq) {
       ref = undefined;
       ahead = this.#fifo.size;
@@ -384,20 +383,16 @@ export class Gate implements TargetSignals {
         ahead++;
       }
     this.#fifo.insertBefore(t, ref);
-    this.#perClient.set(t.clientKey, (this.#perClient.get(t.clientKey) ?? 0) + 1);
+    this.#perClient.set(t.ex.identity, (this.#perClient.get(t.ex.identity) ?? 0) + 1);
     return ahead;
-  }
-
-  #lastQueued(): Ticket | undefined {
-    return this.#fifo.last();
   }
 
   /** Returns false when the ticket was not queued. */
   #dequeue(t: Ticket): boolean {
     if (!this.#fifo.remove(t)) return false;
-    const n = (this.#perClient.get(t.clientKey) ?? 1) - 1;
-    if (n <= 0) this.#perClient.delete(t.clientKey);
-    else this.#perClient.set(t.clientKey, n);
+    const n = (this.#perClient.get(t.ex.identity) ?? 1) - 1;
+    if (n <= 0) this.#perClient.delete(t.ex.identity);
+    else this.#perClient.set(t.ex.identity, n);
     t.leaveQueue(performance.now());
     return true;
   }

@@ -12,7 +12,6 @@ export class Ticket implements Linked<Ticket> {
   linked = false;
 
   readonly ex: Exchange;
-  readonly clientKey: string;
   /** The exchange's arrival order in its gate (strict FIFO across replays sent back). */
   readonly seq: number;
   /** performance.now() past which the ticket answers cold_start_timeout. */
@@ -31,9 +30,8 @@ export class Ticket implements Linked<Ticket> {
   deadlineTimer: NodeJS.Timeout | undefined;
   keepaliveTimer: NodeJS.Timeout | undefined;
 
-  constructor(ex: Exchange, clientKey: string, deadline: number, clientBound: boolean, now: number) {
+  constructor(ex: Exchange, deadline: number, clientBound: boolean, now: number) {
     this.ex = ex;
-    this.clientKey = clientKey;
     this.seq = ex.seq;
     this.deadline = deadline;
     this.clientBound = clientBound;

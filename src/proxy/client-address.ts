@@ -12,7 +12,7 @@ export function normalizeAddress(address: string): string {
   return address.startsWith("::ffff:") && isIP(address.slice(7)) === 4 ? address.slice(7) : address;
 }
 
-export function isTrusted(trusted: BlockList, address: string): boolean {
+function isTrusted(trusted: BlockList, address: string): boolean {
   const family = isIP(address);
   if (family === 0) return false;
   return trusted.check(address, family === 6 ? "ipv6" : "ipv4");

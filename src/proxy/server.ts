@@ -14,6 +14,7 @@ import { performance } from "node:perf_hooks";
 import type { Duplex } from "node:stream";
 import type { FastifyBaseLogger } from "fastify";
 import type { ApiKeys } from "../auth/api-keys.js";
+import { formatDuration } from "../config/units.js";
 import { ColdfrontError } from "../errors.js";
 import type { Gate } from "../hold/gate.js";
 import type { ByteBudget } from "../limits/byte-budget.js";
@@ -106,7 +107,7 @@ export function createClientServer(o: ClientServerOptions): ClientServer {
       identity:
         keyId !== undefined
           ? `key:${keyId}`
-          : `addr:${trustedPeer ? clientAddress(remote, req.headers["x-forwarded-for"], o.trusted) : remote === undefined ? "unknown" : normalizeAddress(remote)}`,
+          : `addr:${clientAddress(remote, req.headers["x-forwarded-for"], trustedPeer ? o.trusted : undefined)}`,
       res,
       arrivedAt,
       budget: o.budget,
@@ -289,7 +290,7 @@ export function createClientServer(o: ClientServerOptions): ClientServer {
           err.code === "ERR_HTTP_REQUEST_TIMEOUT"
             ? new ColdfrontError(
                 "request_timeout",
-                `the request did not arrive within ${formatSeconds(o.requestTimeout)} (limits.requestTimeout)`,
+                `the request did not arrive within ${formatDuration(o.requestTimeout)} (limits.requestTimeout)`,
               )
             : new ColdfrontError("invalid_request", `malformed request body (${err.code ?? "parse error"})`),
           true,
@@ -381,10 +382,6 @@ function malformed(req: IncomingMessage): string | undefined {
   if (te !== undefined && te.trim().toLowerCase() !== "chunked")
     return "only Transfer-Encoding: chunked is accepted";
   return undefined;
-}
-
-function formatSeconds(ms: number): string {
-  return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
 }
 
 function factsOf(req: IncomingMessage, arrivedAt: number) {

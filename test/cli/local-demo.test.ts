@@ -1,28 +1,8 @@
-/**
- * README's first command, `npm start`: coldfront with examples/local.yaml in front of the
- * simulator, started on the first request. The committed file is run as it is, with only its
- * ports moved to free ones, its delays shortened and `node` pinned to this runtime.
- */
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import OpenAI from "openai";
 import { afterEach, beforeAll, describe, expect, test } from "vitest";
-import { parse, stringify } from "yaml";
 import { waitFor } from "../helpers/app.js";
-import { ensureBuilt, ROOT, type Running, runCli } from "../helpers/cli.js";
-import { Upstream } from "../helpers/upstream.js";
-
-interface LocalConfig {
-  listen: string;
-  admin: string;
-  targets: {
-    name: string;
-    upstream: string;
-    match: { models: string[] };
-    readiness: { process: { command: string[]; url: string; idleTimeout: string } };
-  }[];
-}
+import { ensureBuilt, type Running, runCli } from "../helpers/cli.js";
+import { localDemoConfig } from "../helpers/local-demo.js";
 
 let running: Running | undefined;
 beforeAll(() => ensureBuilt());
@@ -31,42 +11,16 @@ afterEach(async () => {
   running = undefined;
 });
 
-async function demoConfig(): Promise<{ file: string; config: LocalConfig; client: string; admin: string }> {
-  const config = parse(readFileSync(join(ROOT, "examples/local.yaml"), "utf8")) as LocalConfig;
-  const [listen, admin, sim] = [
-    await Upstream.reservePort(),
-    await Upstream.reservePort(),
-    await Upstream.reservePort(),
-  ];
-  config.listen = `127.0.0.1:${listen}`;
-  config.admin = `127.0.0.1:${admin}`;
-  const target = config.targets[0];
-  if (!target) throw new Error("examples/local.yaml has no target");
-  const oldPort = new URL(target.upstream).port;
-  target.upstream = target.upstream.replace(oldPort, String(sim));
-  const p = target.readiness.process;
-  p.url = p.url.replace(oldPort, String(sim));
-  p.command = p.command.map((word) => {
-    if (word === "node") return process.execPath;
-    if (word === oldPort) return String(sim);
-    return word;
-  });
-  const delay = p.command.indexOf("--startup-delay");
-  expect(delay).toBeGreaterThan(0);
-  p.command[delay + 1] = "1s";
-  p.idleTimeout = "1500ms";
-  const file = join(mkdtempSync(join(tmpdir(), "coldfront-demo-")), "local.yaml");
-  writeFileSync(file, stringify(config));
-  return { file, config, client: `http://127.0.0.1:${listen}`, admin: `http://127.0.0.1:${admin}` };
-}
-
 interface Status {
   targets: Record<string, { state: string; lastColdStartMs: number | null; readiness: { state?: string } }>;
 }
 
 describe("npm start (examples/local.yaml)", () => {
   test("a request at zero starts the simulator, is held through its load, answered, and the simulator stops after idle", async () => {
-    const { file, config, client, admin } = await demoConfig();
+    const { file, config, client, admin } = await localDemoConfig({
+      startupDelay: "1s",
+      idleTimeout: "1500ms",
+    });
     const model = config.targets[0]?.match.models[0] as string;
     running = runCli(["proxy", "--config", file]);
     await running.waitForLog((l) => (l.msg === "coldfront started" ? true : undefined));

@@ -5,25 +5,11 @@
  * and the config is a copy of examples/local.yaml on free ports with a short load delay.
  */
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { beforeAll, describe, expect, test } from "vitest";
-import { parse, stringify } from "yaml";
 import { useCleanups, waitFor } from "../helpers/app.js";
 import { alive, ensureBuilt, ROOT } from "../helpers/cli.js";
-import { Upstream } from "../helpers/upstream.js";
-
-interface LocalConfig {
-  listen: string;
-  admin: string;
-  targets: {
-    upstream: string;
-    match: { models: string[] };
-    readiness: { process: { command: string[]; url: string } };
-  }[];
-}
+import { localDemoConfig } from "../helpers/local-demo.js";
 
 const defer = useCleanups();
 beforeAll(() => ensureBuilt());
@@ -44,38 +30,19 @@ function killGroup(pgid: number): void {
   }
 }
 
-async function demoConfig(): Promise<{ file: string; model: string; ports: number[] }> {
-  const config = parse(readFileSync(join(ROOT, "examples/local.yaml"), "utf8")) as LocalConfig;
-  const ports = [await Upstream.reservePort(), await Upstream.reservePort(), await Upstream.reservePort()];
-  const [listen, admin, sim] = ports as [number, number, number];
-  config.listen = `127.0.0.1:${listen}`;
-  config.admin = `127.0.0.1:${admin}`;
-  const target = config.targets[0];
-  if (!target) throw new Error("examples/local.yaml has no target");
-  const oldPort = new URL(target.upstream).port;
-  target.upstream = target.upstream.replace(oldPort, String(sim));
-  const p = target.readiness.process;
-  p.url = p.url.replace(oldPort, String(sim));
-  p.command = p.command.map((word) => (word === oldPort ? String(sim) : word));
-  p.command[p.command.indexOf("--startup-delay") + 1] = "500ms";
-  const file = join(mkdtempSync(join(tmpdir(), "coldfront-npm-start-")), "local.yaml");
-  writeFileSync(file, stringify(config));
-  return { file, model: target.match.models[0] as string, ports };
-}
-
 interface NpmStart {
   readonly npmPid: number;
   /** Resolves with npm's exit code once it has exited; rejects after a bound. */
   npmExited(): Promise<number | null>;
   readonly coldfrontPid: number;
   readonly simPid: number;
-  readonly ports: number[];
+  readonly ports: readonly number[];
   log(): Record<string, unknown>[];
 }
 
 /** `npm start` with the demo's simulator started by one answered request. */
 async function startDemo(): Promise<NpmStart> {
-  const { file, model, ports } = await demoConfig();
+  const { file, model, ports } = await localDemoConfig({ startupDelay: "500ms" });
   // Its own process group and session, as a terminal's job would be, so that the test can
   // signal the group the way a Ctrl-C does and remove all of it afterwards.
   const npm = spawn("npm", ["start", "--ignore-scripts", "--", "--config", file], {
