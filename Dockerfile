@@ -30,6 +30,6 @@ COPY proto ./proto
 # The application files stay owned by root: the process cannot change its own code.
 USER 65532:65532
 EXPOSE 8080 9090 9091
-# --max-semi-space-size=4: about 100 MB less RSS under load for no measurable CPU (src/cli.ts).
-ENTRYPOINT ["node", "--max-semi-space-size=4", "dist/cli.js"]
+# The heap flags of src/cli.ts's first line: about 160 MB less RSS under load, no measurable CPU.
+ENTRYPOINT ["node", "--max-semi-space-size=4", "--heap-growing-percent=50", "dist/cli.js"]
 CMD ["proxy", "--config", "/etc/coldfront/config.yaml"]

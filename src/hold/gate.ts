@@ -60,6 +60,14 @@ export interface GateOptions {
 
 export type GateState = "ready" | "cold" | "waking" | "paused";
 
+/**
+ * Replays started in one turn of the event loop before the release yields (setImmediate): a
+ * window grown to thousands, or release.concurrency 0, would otherwise start a whole backlog in
+ * one synchronous stretch, and every warm request, stream and probe would wait it out
+ * (bench/README.md, hold capacity: loop delay while 10,000 are released).
+ */
+const RELEASE_BATCH = 64;
+
 export class Gate implements TargetSignals {
   readonly name: string;
   readonly #o: GateOptions;
@@ -83,6 +91,8 @@ export class Gate implements TargetSignals {
   #retryAt = 0;
   #backoff = 0;
   #pumpTimer: NodeJS.Timeout | undefined;
+  /** Set while the release continues in a later turn of the event loop (RELEASE_BATCH). */
+  #pumpYield: NodeJS.Immediate | undefined;
   /** performance.now() of the first request held (or wake) in this cold period. */
   #coldSince: number | undefined;
   #lastColdStartMs: number | undefined;
@@ -251,6 +261,8 @@ export class Gate implements TargetSignals {
 
   close(): void {
     if (this.#pumpTimer) clearTimeout(this.#pumpTimer);
+    if (this.#pumpYield) clearImmediate(this.#pumpYield);
+    this.#pumpYield = undefined;
     if (this.#wakeTimer) clearTimeout(this.#wakeTimer);
     this.#pumpTimer = undefined;
     this.#wakeTimer = undefined;
@@ -518,10 +530,19 @@ export class Gate implements TargetSignals {
 
   /** Releases held tickets in order while ready, as release slots allow. */
   #pump(): void {
-    if (this.#pumpTimer) return;
+    if (this.#pumpTimer || this.#pumpYield) return;
     const bounded = this.#o.release.concurrency > 0;
+    let released = 0;
     while (this.#fifo.size > 0 && this.#o.source.ready) {
       if (bounded && this.#slots >= this.#window) return;
+      if (released === RELEASE_BATCH) {
+        this.#pumpYield = setImmediate(() => {
+          this.#pumpYield = undefined;
+          this.#pump();
+        });
+        return;
+      }
+      released++;
       const wait = this.#retryAt - performance.now();
       if (wait > 0) {
         this.#pumpTimer = setTimeout(() => {

@@ -6,9 +6,11 @@
  * decides between replaying, holding again and failing.
  */
 import type { IncomingHttpHeaders, ServerResponse } from "node:http";
+import type { Socket } from "node:net";
 import { performance } from "node:perf_hooks";
 import type { Writable } from "node:stream";
 import { type Dispatcher, Pool } from "undici";
+import { chunkSocket, writeChunk } from "./chunk-writer.js";
 import { COLD_BODY_LIMIT, type ColdSignals } from "./cold-signals.js";
 import type { Exchange } from "./exchange.js";
 import { upstreamRequestHeaders } from "./headers.js";
@@ -163,6 +165,8 @@ class Relay implements Dispatcher.DispatchHandler {
   #sink: Writable | undefined;
   /** The client's response itself is the sink: coalesce and write directly. */
   #direct: ServerResponse | undefined;
+  /** The client's socket for framed chunks (chunk-writer.ts); null once the body goes via res. */
+  #chunks: Socket | null | undefined;
   #batch: Buffer[] = [];
   #batchQueued = false;
   #wrote = false;
@@ -229,8 +233,7 @@ class Relay implements Dispatcher.DispatchHandler {
 
   onResponseEnd(): void {
     if (this.#direct !== undefined) {
-      this.#flush();
-      this.#direct.end();
+      this.#end(this.#direct);
       this.#finish(this.#status === 200 ? SENT_OK : { kind: "sent", status: this.#status });
       return;
     }
@@ -304,14 +307,34 @@ class Relay implements Dispatcher.DispatchHandler {
     this.#wrote = true;
     const out = batch.length === 1 ? (batch[0] as Buffer) : Buffer.concat(batch);
     if (this.#ex.observer !== undefined) this.#ex.bytesOut += out.length;
-    const ok = res.write(out);
+    if (this.#chunks === undefined) this.#chunks = chunkSocket(res) ?? null;
+    const socket = this.#chunks;
+    const ok = socket === null ? res.write(out) : socket.destroyed || writeChunk(socket, out);
     if (!ok) this.#pause();
   };
+
+  /**
+   * The upstream's body ended. A body that came whole in the read that ended it (a JSON answer)
+   * goes out with its head in one `res.end()`: one socket write, no cork.
+   */
+  #end(res: ServerResponse): void {
+    const batch = this.#batch;
+    if (this.#wrote || batch.length === 0 || res.destroyed || res.writableEnded) {
+      this.#flush();
+      res.end();
+      return;
+    }
+    this.#batch = [];
+    this.#wrote = true;
+    const out = batch.length === 1 ? (batch[0] as Buffer) : Buffer.concat(batch);
+    if (this.#ex.observer !== undefined) this.#ex.bytesOut += out.length;
+    res.end(out);
+  }
 
   /** Backpressure: stop reading the upstream until the client's socket drains. */
   #pause(): void {
     const c = this.#controller;
-    const sink = this.#direct ?? this.#sink;
+    const sink = this.#chunks ?? this.#direct ?? this.#sink;
     if (c === undefined || sink === undefined || c.paused) return;
     c.pause();
     sink.once("drain", () => {

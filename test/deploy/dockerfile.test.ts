@@ -89,6 +89,7 @@ describe("Dockerfile", () => {
     expect(JSON.parse(last(runtime, "ENTRYPOINT") ?? "null")).toEqual([
       "node",
       "--max-semi-space-size=4",
+      "--heap-growing-percent=50",
       "dist/cli.js",
     ]);
     const cmd = JSON.parse(last(runtime, "CMD") ?? "null");

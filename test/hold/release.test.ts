@@ -215,3 +215,33 @@ describe("an upstream that accepts and never answers", () => {
     }
   });
 });
+
+describe("a large release yields to the event loop", () => {
+  test("with no release window (concurrency 0), 200 held start at most 64 per turn of the loop", async () => {
+    const { up, app, gate } = await startColdTarget(defer, {
+      extra: { release: { concurrency: 0 }, limits: { maxPending: 1000 } },
+    });
+    const n = 200;
+    const held = Array.from({ length: n }, (_, i) => post(app.clientUrl, `y${i}`));
+    await waitFor(() => gate().pending === n, `${n} held`);
+    // Sample pending once per turn (setImmediate), bounded by a deadline: the largest drop between
+    // two samples is what one synchronous stretch of the release started.
+    let last = gate().pending;
+    let maxDrop = 0;
+    let watching = true;
+    const deadline = Date.now() + 30_000;
+    const watch = (): void => {
+      const p = gate().pending;
+      maxDrop = Math.max(maxDrop, last - p);
+      last = p;
+      if (watching && p > 0 && Date.now() < deadline) setImmediate(watch);
+    };
+    setImmediate(watch);
+    await up.start();
+    const answers = await Promise.all(held);
+    watching = false;
+    for (const r of answers) expect(r.status).toBe(200);
+    expect(maxDrop).toBeGreaterThan(0);
+    expect(maxDrop).toBeLessThanOrEqual(64);
+  });
+});
