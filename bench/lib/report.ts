@@ -31,6 +31,15 @@ export interface ScenarioResult {
   readonly checks: readonly Check[];
 }
 
+/**
+ * The goals table's aside on node-pipe (a byte pipe in Node, the floor of any Node.js proxy),
+ * after coldfront's figure: "; Node's floor (node-pipe) 1.44x", or nothing when it did not run.
+ * Goals are met or not on coldfront's figures alone.
+ */
+export function nodeFloor(figure: string | undefined): string {
+  return figure === undefined || figure === "—" ? "" : `; Node's floor (node-pipe) ${figure}`;
+}
+
 /** What every scenario gets from the harness. */
 export interface Context {
   readonly quick: boolean;

@@ -18,7 +18,10 @@ import { benchScript, COLDFRONT_CLI, DIST, ROOT } from "./paths.js";
 import { openFilesLimit, processTree } from "./proc-stats.js";
 import { Child, freePort, poll, waitForPort } from "./procs.js";
 
-/** The systems of every warm table, in table order. */
+/**
+ * The systems of every warm table (warm, stream, paced, paced-1k), in table order. node-pipe is
+ * no HTTP proxy: a byte pipe in Node, the floor of any proxy written on Node.js.
+ */
 export const SYSTEMS = [
   "direct",
   "coldfront",
@@ -26,6 +29,7 @@ export const SYSTEMS = [
   "haproxy",
   "@fastify/http-proxy",
   "http-proxy",
+  "node-pipe",
 ] as const;
 export type BaseSystemName = (typeof SYSTEMS)[number];
 /** Plus coldfront variants: with tracing on (`--otel`) and built from another commit (`--baseline`). */
@@ -200,6 +204,11 @@ export async function startColdfront(ws: Workspace, o: ColdfrontOptions): Promis
   };
 }
 
+/**
+ * A Node peer (bench/systems/*.js: @fastify/http-proxy, http-proxy, node-pipe) as its own child
+ * process, on the system-under-test side: plain `node <script>`, no V8 flags (coldfront alone
+ * gets the flags of its CLI's first line, as its users run it).
+ */
 async function startNodeProxy(
   ws: Workspace,
   name: SystemName,
@@ -405,6 +414,8 @@ export async function startSystem(
       );
     case "http-proxy":
       return startNodeProxy(ws, name, "systems/http-proxy.js", upstream);
+    case "node-pipe":
+      return startNodeProxy(ws, name, "systems/node-pipe.js", upstream);
   }
 }
 
@@ -427,6 +438,15 @@ export function startVariant(ws: Workspace, v: Variant, upstream: string): Promi
     ...(v.build ? { build: v.build } : {}),
     ...(v.env ? { env: v.env } : {}),
   });
+}
+
+/** The tables' note on node-pipe, for the scenarios it runs in. */
+export const NODE_PIPE_NOTE =
+  "node-pipe: a byte pipe in Node (no HTTP parsing; one backend connection per client connection, bytes relayed with `data` listeners and `write()`, backpressure on `drain`): the floor of any Node.js proxy on this machine. Not a proxy anyone would run: it cannot hold, route or retry anything.";
+
+/** [NODE_PIPE_NOTE] when node-pipe is among these systems, else nothing. */
+export function nodePipeNote(systems: readonly { readonly name: SystemName }[]): string[] {
+  return systems.some((s) => s.name === "node-pipe") ? [NODE_PIPE_NOTE] : [];
 }
 
 export function isSkipped(s: System | Skipped): s is Skipped {

@@ -8,9 +8,9 @@
  */
 import { type PacedMeasure, pacedMeasure } from "../lib/paced.js";
 import { currentPinning } from "../lib/procs.js";
-import { type Check, type Context, LEAD, type ScenarioResult, type Table } from "../lib/report.js";
+import { type Check, type Context, LEAD, nodeFloor, type ScenarioResult, type Table } from "../lib/report.js";
 import { fmt, median, percentile, ratio } from "../lib/stats.js";
-import type { System, SystemName } from "../lib/systems.js";
+import { nodePipeNote, type System, type SystemName } from "../lib/systems.js";
 
 const ITL_MS = 20;
 const LOAD_CORES = () => {
@@ -132,13 +132,14 @@ export async function pacedCpu(
       }),
     });
     const cf = sum.get("coldfront");
+    const pipe = sum.get("node-pipe");
     checks.push({
       source: "issue 13",
       target: `paced streams (${fmt(shape.streams)} x ${CHUNKS} chunks at ${ITL_MS} ms): proxy CPU per stream vs nginx`,
       goal: "<= 1.5x",
       measured:
         cf && nginx
-          ? `${ratio(cf.cpuPerStream, nginx.cpuPerStream)} (${fmt(cf.usPerChunk, 1)} vs ${fmt(nginx.usPerChunk, 1)} µs / chunk)`
+          ? `${ratio(cf.cpuPerStream, nginx.cpuPerStream)} (${fmt(cf.usPerChunk, 1)} vs ${fmt(nginx.usPerChunk, 1)} µs / chunk)${nodeFloor(ratio(pipe?.cpuPerStream, nginx.cpuPerStream))}`
           : "—",
       met: cf && nginx ? cf.cpuPerStream <= 1.5 * nginx.cpuPerStream : undefined,
     });
@@ -155,6 +156,7 @@ export async function pacedCpu(
       tables,
       notes: [
         ...notes,
+        ...nodePipeNote(systems),
         "@fastify/http-proxy runs with its defaults, whose undici pool opens at most 128 upstream connections: beyond that its streams queue, which shows in its stream time, not in its CPU per chunk.",
       ],
     },

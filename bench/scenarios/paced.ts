@@ -7,7 +7,7 @@
 import { type PacedMeasure, pacedMeasure } from "../lib/paced.js";
 import { type Context, LEAD, type ScenarioResult } from "../lib/report.js";
 import { fmt, max, median, percentile, ratio } from "../lib/stats.js";
-import type { System, SystemName } from "../lib/systems.js";
+import { nodePipeNote, type System, type SystemName } from "../lib/systems.js";
 
 const ITL_MS = 20;
 const CHUNKS = 50;
@@ -89,6 +89,7 @@ export async function pacedStreaming(ctx: Context, systems: readonly System[]): 
       ],
       notes: [
         "The target compares the median over streams of each stream's largest gap, which a single scheduler hiccup on a shared machine does not decide; the max column shows the worst case.",
+        ...nodePipeNote(systems),
       ],
     },
     checks: [

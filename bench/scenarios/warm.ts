@@ -6,9 +6,9 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { type LoadResult, runLoad } from "../lib/load.js";
 import { cpuSeconds, rssBytes, startRssSampler } from "../lib/proc-stats.js";
-import { type Check, type Context, LEAD, type ScenarioResult } from "../lib/report.js";
+import { type Check, type Context, LEAD, nodeFloor, type ScenarioResult } from "../lib/report.js";
 import { fmt, fmtMs, median, ratio } from "../lib/stats.js";
-import type { System, SystemName } from "../lib/systems.js";
+import { nodePipeNote, type System, type SystemName } from "../lib/systems.js";
 
 const CONNECTIONS = 50;
 
@@ -112,14 +112,16 @@ async function interleaved(
 
 const mb = (bytes: number | undefined) => (bytes === undefined ? Number.NaN : bytes / 2 ** 20);
 
-/** Issue 13's memory goals, from one warm scenario's coldfront row. */
-function rssChecks(scenario: string, cf: Medians | undefined): Check[] {
+/** Issue 13's memory goals, from one warm scenario's coldfront row (node-pipe's idle RSS beside it). */
+function rssChecks(scenario: string, cf: Medians | undefined, pipe: Medians | undefined): Check[] {
   return [
     {
       source: "issue 13",
       target: `coldfront RSS idle after warm-up (${scenario})`,
       goal: "<= 80 MB",
-      measured: cf ? `${fmt(mb(cf.rssIdle), 0)} MB` : "—",
+      measured: cf
+        ? `${fmt(mb(cf.rssIdle), 0)} MB${nodeFloor(pipe && Number.isFinite(pipe.rssIdle) ? `${fmt(mb(pipe.rssIdle), 0)} MB` : undefined)}`
+        : "—",
       met: cf && Number.isFinite(cf.rssIdle) ? mb(cf.rssIdle) <= 80 : undefined,
     },
     {
@@ -170,6 +172,7 @@ export async function warmNonStreaming(ctx: Context, systems: readonly System[])
     ];
   });
   const cf = m.get("coldfront");
+  const pipe = m.get("node-pipe");
   const fastify = m.get("@fastify/http-proxy");
   const checks: Check[] = [
     {
@@ -178,7 +181,7 @@ export async function warmNonStreaming(ctx: Context, systems: readonly System[])
       goal: "<= 2.0x",
       measured:
         cf && nginx
-          ? `${ratio(cf.cpuPer1k, nginx.cpuPer1k)} (${fmt(cf.cpuPer1k, 1)} vs ${fmt(nginx.cpuPer1k, 1)} ms / 1k)`
+          ? `${ratio(cf.cpuPer1k, nginx.cpuPer1k)} (${fmt(cf.cpuPer1k, 1)} vs ${fmt(nginx.cpuPer1k, 1)} ms / 1k)${nodeFloor(ratio(pipe?.cpuPer1k, nginx.cpuPer1k))}`
           : "—",
       met: cf && nginx ? cf.cpuPer1k <= 2 * nginx.cpuPer1k : undefined,
     },
@@ -187,10 +190,12 @@ export async function warmNonStreaming(ctx: Context, systems: readonly System[])
       target: "warm p99 vs nginx",
       goal: "<= 1.5x",
       measured:
-        cf && nginx ? `${ratio(cf.p99, nginx.p99)} (${lat(ctx, cf.p99)} vs ${lat(ctx, nginx.p99)} ms)` : "—",
+        cf && nginx
+          ? `${ratio(cf.p99, nginx.p99)} (${lat(ctx, cf.p99)} vs ${lat(ctx, nginx.p99)} ms)${nodeFloor(ratio(pipe?.p99, nginx.p99))}`
+          : "—",
       met: cf && nginx ? cf.p99 <= 1.5 * nginx.p99 : undefined,
     },
-    ...rssChecks("warm JSON", cf),
+    ...rssChecks("warm JSON", cf, pipe),
     {
       source: "issue 7",
       target: "warm req/s vs nginx",
@@ -225,7 +230,7 @@ export async function warmNonStreaming(ctx: Context, systems: readonly System[])
           rows,
         },
       ],
-      notes: [runsNote(ctx)],
+      notes: [runsNote(ctx), ...nodePipeNote(systems)],
     },
     checks,
   };
@@ -254,6 +259,7 @@ export async function warmStreaming(ctx: Context, systems: readonly System[]): P
     ];
   });
   const cf = m.get("coldfront");
+  const pipe = m.get("node-pipe");
   return {
     section: {
       title: "2a. Warm streaming: relay throughput",
@@ -274,7 +280,7 @@ export async function warmStreaming(ctx: Context, systems: readonly System[]): P
           rows,
         },
       ],
-      notes: [runsNote(ctx)],
+      notes: [runsNote(ctx), ...nodePipeNote(systems)],
     },
     checks: [
       {
@@ -283,11 +289,11 @@ export async function warmStreaming(ctx: Context, systems: readonly System[]): P
         goal: "<= 1.52x (issue 13's figure: no regression)",
         measured:
           cf && nginx
-            ? `${ratio(cf.cpuPer1k, nginx.cpuPer1k)} (${fmt(cf.cpuPer1k, 0)} vs ${fmt(nginx.cpuPer1k, 0)} ms / 1k)`
+            ? `${ratio(cf.cpuPer1k, nginx.cpuPer1k)} (${fmt(cf.cpuPer1k, 0)} vs ${fmt(nginx.cpuPer1k, 0)} ms / 1k)${nodeFloor(ratio(pipe?.cpuPer1k, nginx.cpuPer1k))}`
             : "—",
         met: cf && nginx ? cf.cpuPer1k <= 1.52 * nginx.cpuPer1k : undefined,
       },
-      ...rssChecks("streaming", cf),
+      ...rssChecks("streaming", cf, pipe),
       {
         source: "issue 7",
         target: "streaming relay MB/s vs nginx",
