@@ -32,12 +32,13 @@ export interface ScenarioResult {
 }
 
 /**
- * The goals table's aside on node-pipe (a byte pipe in Node, the floor of any Node.js proxy),
- * after coldfront's figure: "; Node's floor (node-pipe) 1.44x", or nothing when it did not run.
- * Goals are met or not on coldfront's figures alone.
+ * The goals table's aside on Node's floor, after coldfront's figure: node-pipe (a byte pipe in
+ * Node, the floor of any Node.js proxy) by default, "; Node's floor (node-pipe) 1.44x", or
+ * `node:http hold` for holding; nothing when it did not run. Goals are met or not on coldfront's
+ * figures alone.
  */
-export function nodeFloor(figure: string | undefined): string {
-  return figure === undefined || figure === "—" ? "" : `; Node's floor (node-pipe) ${figure}`;
+export function nodeFloor(figure: string | undefined, system = "node-pipe"): string {
+  return figure === undefined || figure === "—" ? "" : `; Node's floor (${system}) ${figure}`;
 }
 
 /** What every scenario gets from the harness. */

@@ -32,8 +32,11 @@ export const SYSTEMS = [
   "node-pipe",
 ] as const;
 export type BaseSystemName = (typeof SYSTEMS)[number];
-/** Plus coldfront variants: with tracing on (`--otel`) and built from another commit (`--baseline`). */
-export type SystemName = BaseSystemName | "coldfront+otel" | `coldfront@${string}`;
+/**
+ * Plus coldfront variants: with tracing on (`--otel`) and built from another commit (`--baseline`);
+ * and the hold table's floor, `node:http hold` (no proxy: a bare node:http server that holds).
+ */
+export type SystemName = BaseSystemName | "coldfront+otel" | `coldfront@${string}` | "node:http hold";
 
 export interface System {
   readonly name: SystemName;
@@ -204,28 +207,29 @@ export async function startColdfront(ws: Workspace, o: ColdfrontOptions): Promis
   };
 }
 
+/** A Node system of bench/systems/ running as its own child process. */
+export interface NodeSystem extends System {
+  readonly child: Child;
+}
+
 /**
- * A Node peer (bench/systems/*.js: @fastify/http-proxy, http-proxy, node-pipe) as its own child
- * process, on the system-under-test side: plain `node <script>`, no V8 flags (coldfront alone
- * gets the flags of its CLI's first line, as its users run it).
+ * A Node script of bench/systems/ (a peer proxy, or the hold floor) as its own child process, on
+ * the system-under-test side: `node [nodeFlags] <script> --port N ...`. The peer proxies get no
+ * V8 flags, as their users run them; coldfront gets the flags of its CLI's first line.
  */
-async function startNodeProxy(
+async function startNodeScript(
   ws: Workspace,
   name: SystemName,
   script: string,
-  upstream: string,
-  extra: readonly string[] = [],
-): Promise<System> {
+  args: readonly string[],
+  nodeFlags: readonly string[] = [],
+): Promise<NodeSystem> {
   const port = await freePort();
-  const child = Child.spawn(
-    name,
-    process.execPath,
-    [benchScript(script), "--port", String(port), "--upstream", upstream, ...extra],
-    {
-      logFile: join(ws.dir, `${basename(script, ".js")}-${port}.log`),
-      role: "sut",
-    },
-  );
+  const argv = [...nodeFlags, benchScript(script), "--port", String(port), ...args];
+  const child = Child.spawn(name, process.execPath, argv, {
+    logFile: join(ws.dir, `${basename(script, ".js")}-${port}.log`),
+    role: "sut",
+  });
   try {
     await waitForPort(port, child);
   } catch (err) {
@@ -235,9 +239,31 @@ async function startNodeProxy(
   return {
     name,
     url: `http://127.0.0.1:${port}`,
+    child,
     pids: () => (child.running ? [child.pid] : []),
     stop: () => child.stop(),
   };
+}
+
+/** A Node peer proxy (bench/systems/*.js: @fastify/http-proxy, http-proxy, node-pipe) in front of `upstream`. */
+function startNodeProxy(
+  ws: Workspace,
+  name: SystemName,
+  script: string,
+  upstream: string,
+  extra: readonly string[] = [],
+): Promise<System> {
+  return startNodeScript(ws, name, script, ["--upstream", upstream, ...extra]);
+}
+
+/**
+ * `node:http hold` (bench/systems/node-hold.js), the hold table's floor: a bare node:http server
+ * that keeps every request and its body until `POST /__release`, with `GET /__held` saying how
+ * many it holds (and its process.memoryUsage()). No upstream. It runs with coldfront's heap
+ * flags, so that the two rows differ by what coldfront does, not by how V8 sizes the heap.
+ */
+export function startNodeHold(ws: Workspace): Promise<NodeSystem> {
+  return startNodeScript(ws, "node:http hold", "systems/node-hold.js", [], shebangFlags(COLDFRONT_CLI));
 }
 
 /**
