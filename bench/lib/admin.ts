@@ -7,20 +7,23 @@ export interface TargetCounts {
   readonly ready: boolean;
 }
 
-/** This replica's counts for one target (`?scope=local`), or undefined if the admin port did not answer. */
-export async function targetCounts(adminUrl: string, target: string): Promise<TargetCounts | undefined> {
+/** A JSON answer from a harness-side control path, or undefined if it did not answer in time. */
+export async function getJson<T>(url: string, timeoutMs: number): Promise<T | undefined> {
   try {
-    const res = await fetch(`${adminUrl}/keda/targets/${target}?scope=local`, {
-      signal: AbortSignal.timeout(2000),
-    });
+    const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
     if (!res.ok) {
       await res.body?.cancel();
       return undefined;
     }
-    return (await res.json()) as TargetCounts;
+    return (await res.json()) as T;
   } catch {
     return undefined;
   }
+}
+
+/** This replica's counts for one target (`?scope=local`), or undefined if the admin port did not answer. */
+export function targetCounts(adminUrl: string, target: string): Promise<TargetCounts | undefined> {
+  return getJson<TargetCounts>(`${adminUrl}/keda/targets/${target}?scope=local`, 2000);
 }
 
 export interface Sample {

@@ -12,7 +12,7 @@
  * and the event-loop delay since the previous `?reset` read (the scrapes' equivalent).
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { metricValue, scrape, targetCounts } from "../lib/admin.js";
+import { getJson, metricValue, scrape, targetCounts } from "../lib/admin.js";
 import { type BurstOutcome, outcomeSummary, startBurst } from "../lib/burst.js";
 import { openFilesLimit, rssBytes } from "../lib/proc-stats.js";
 import { freePort, nowMs, poll } from "../lib/procs.js";
@@ -137,17 +137,8 @@ interface HeldStats {
 }
 
 /** The floor's counts and memory; `reset` starts a new event-loop delay period (like a scrape). */
-async function heldStats(url: string, reset = false): Promise<HeldStats | undefined> {
-  try {
-    const res = await fetch(`${url}/__held${reset ? "?reset" : ""}`, { signal: AbortSignal.timeout(10_000) });
-    if (!res.ok) {
-      await res.body?.cancel();
-      return undefined;
-    }
-    return (await res.json()) as HeldStats;
-  } catch {
-    return undefined;
-  }
+function heldStats(url: string, reset = false): Promise<HeldStats | undefined> {
+  return getJson<HeldStats>(`${url}/__held${reset ? "?reset" : ""}`, 10_000);
 }
 
 async function mustHeldStats(url: string): Promise<HeldStats> {

@@ -19,6 +19,7 @@
 import { createServer, type ServerResponse } from "node:http";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { parseArgs } from "node:util";
+import { announceListening, exitOnSignals } from "./lifecycle.js";
 
 const { values } = parseArgs({ options: { port: { type: "string" } } });
 if (!values.port) {
@@ -77,13 +78,7 @@ server.on("error", (err) => {
   process.exit(1);
 });
 server.listen(Number(values.port), "127.0.0.1", () => {
-  process.stdout.write(`${JSON.stringify({ event: "listening", port: Number(values.port) })}\n`);
+  announceListening(Number(values.port));
 });
 
-const stop = () => {
-  server.close();
-  server.closeAllConnections();
-  process.exit(0);
-};
-process.on("SIGTERM", stop);
-process.on("SIGINT", stop);
+exitOnSignals(server);

@@ -11,6 +11,7 @@
  */
 import { connect, createServer, type Socket } from "node:net";
 import { parseArgs } from "node:util";
+import { announceListening } from "./lifecycle.js";
 
 const { values } = parseArgs({ options: { port: { type: "string" }, upstream: { type: "string" } } });
 if (!values.port || !values.upstream) {
@@ -59,7 +60,7 @@ server.on("error", (err) => {
   process.exit(1);
 });
 server.listen(Number(values.port), "127.0.0.1", () => {
-  process.stdout.write(`${JSON.stringify({ event: "listening", port: Number(values.port) })}\n`);
+  announceListening(Number(values.port));
 });
 
 const stop = () => {

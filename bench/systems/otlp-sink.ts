@@ -8,6 +8,7 @@
  */
 import { createServer } from "node:http";
 import { parseArgs } from "node:util";
+import { announceListening, exitOnSignals } from "./lifecycle.js";
 
 const { values } = parseArgs({ options: { port: { type: "string" } } });
 const port = Number(values.port);
@@ -45,13 +46,7 @@ const server = createServer((req, res) => {
   });
 });
 server.listen(port, "127.0.0.1", () => {
-  process.stdout.write(`${JSON.stringify({ event: "listening", port })}\n`);
+  announceListening(port);
 });
 
-const stop = () => {
-  server.close();
-  server.closeAllConnections();
-  process.exit(0);
-};
-process.on("SIGTERM", stop);
-process.on("SIGINT", stop);
+exitOnSignals(server);
