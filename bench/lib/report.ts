@@ -1,5 +1,6 @@
 /** The results file: machine facts, the goals table, then one Markdown table per scenario. */
 import type { Generator } from "./load.js";
+import { ratio } from "./stats.js";
 import type { Workspace } from "./systems.js";
 
 export interface Table {
@@ -39,6 +40,35 @@ export interface ScenarioResult {
  */
 export function nodeFloor(figure: string | undefined, system = "node-pipe"): string {
   return figure === undefined || figure === "—" ? "" : `; Node's floor (${system}) ${figure}`;
+}
+
+/**
+ * A goals row of coldfront's figure against nginx's, met at most `factor` times it: the ratio,
+ * both figures as `show` gives them in `unit`, and node-pipe's ratio beside them (nodeFloor).
+ */
+export function vsNginx<T>(
+  row: {
+    readonly source: string;
+    readonly target: string;
+    readonly goal: string;
+    readonly factor: number;
+    readonly unit: string;
+  },
+  of: (x: T) => number,
+  show: (x: T) => string,
+  systems: { readonly cf: T | undefined; readonly nginx: T | undefined; readonly pipe: T | undefined },
+): Check {
+  const { cf, nginx, pipe } = systems;
+  return {
+    source: row.source,
+    target: row.target,
+    goal: row.goal,
+    measured:
+      cf && nginx
+        ? `${ratio(of(cf), of(nginx))} (${show(cf)} vs ${show(nginx)} ${row.unit})${nodeFloor(ratio(pipe && of(pipe), of(nginx)))}`
+        : "—",
+    met: cf && nginx ? of(cf) <= row.factor * of(nginx) : undefined,
+  };
 }
 
 /** What every scenario gets from the harness. */

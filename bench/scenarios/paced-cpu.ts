@@ -8,7 +8,7 @@
  */
 import { type PacedMeasure, pacedMeasure } from "../lib/paced.js";
 import { currentPinning } from "../lib/procs.js";
-import { type Check, type Context, LEAD, nodeFloor, type ScenarioResult, type Table } from "../lib/report.js";
+import { type Check, type Context, LEAD, type ScenarioResult, type Table, vsNginx } from "../lib/report.js";
 import { fmt, median, percentile, ratio } from "../lib/stats.js";
 import { nodePipeNote, type System, type SystemName } from "../lib/systems.js";
 
@@ -132,17 +132,20 @@ export async function pacedCpu(
       }),
     });
     const cf = sum.get("coldfront");
-    const pipe = sum.get("node-pipe");
-    checks.push({
-      source: "issue 13",
-      target: `paced streams (${fmt(shape.streams)} x ${CHUNKS} chunks at ${ITL_MS} ms): proxy CPU per stream vs nginx`,
-      goal: "<= 1.5x",
-      measured:
-        cf && nginx
-          ? `${ratio(cf.cpuPerStream, nginx.cpuPerStream)} (${fmt(cf.usPerChunk, 1)} vs ${fmt(nginx.usPerChunk, 1)} µs / chunk)${nodeFloor(ratio(pipe?.cpuPerStream, nginx.cpuPerStream))}`
-          : "—",
-      met: cf && nginx ? cf.cpuPerStream <= 1.5 * nginx.cpuPerStream : undefined,
-    });
+    checks.push(
+      vsNginx(
+        {
+          source: "issue 13",
+          target: `paced streams (${fmt(shape.streams)} x ${CHUNKS} chunks at ${ITL_MS} ms): proxy CPU per stream vs nginx`,
+          goal: "<= 1.5x",
+          factor: 1.5,
+          unit: "µs / chunk",
+        },
+        (x) => x.cpuPerStream,
+        (x) => fmt(x.usPerChunk, 1),
+        { cf, nginx, pipe: sum.get("node-pipe") },
+      ),
+    );
     if (direct && direct.wall50 > CHUNKS * ITL_MS * 1.1) {
       notes.push(
         `${fmt(shape.streams)} streams: even direct streams took ${fmt(direct.wall50, 0)} ms (p50) against ${CHUNKS * ITL_MS} ms of pacing: the load side (client and backend, ${fmt(direct.loadBusy, 0)}% of ${LOAD_CORES()}) could not offer ${fmt((shape.streams * 1000) / ITL_MS)} chunks/s, so every system was offered fewer per second than the shape asks for. CPU per chunk still counts every chunk relayed; a proxy near 100% busy also coalesces reads, which lowers its figure. This shape needs 3 cores or more (the proxy's, plus one each for the client and the backend) to hold its pacing.`,

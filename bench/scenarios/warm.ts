@@ -6,7 +6,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { type LoadResult, runLoad } from "../lib/load.js";
 import { cpuSeconds, rssBytes, startRssSampler } from "../lib/proc-stats.js";
-import { type Check, type Context, LEAD, nodeFloor, type ScenarioResult } from "../lib/report.js";
+import { type Check, type Context, LEAD, nodeFloor, type ScenarioResult, vsNginx } from "../lib/report.js";
 import { fmt, fmtMs, median, ratio } from "../lib/stats.js";
 import { nodePipeNote, type System, type SystemName } from "../lib/systems.js";
 
@@ -175,26 +175,24 @@ export async function warmNonStreaming(ctx: Context, systems: readonly System[])
   const pipe = m.get("node-pipe");
   const fastify = m.get("@fastify/http-proxy");
   const checks: Check[] = [
-    {
-      source: "issue 13",
-      target: "warm JSON: proxy CPU per request vs nginx",
-      goal: "<= 2.0x",
-      measured:
-        cf && nginx
-          ? `${ratio(cf.cpuPer1k, nginx.cpuPer1k)} (${fmt(cf.cpuPer1k, 1)} vs ${fmt(nginx.cpuPer1k, 1)} ms / 1k)${nodeFloor(ratio(pipe?.cpuPer1k, nginx.cpuPer1k))}`
-          : "—",
-      met: cf && nginx ? cf.cpuPer1k <= 2 * nginx.cpuPer1k : undefined,
-    },
-    {
-      source: "issues 13, 7",
-      target: "warm p99 vs nginx",
-      goal: "<= 1.5x",
-      measured:
-        cf && nginx
-          ? `${ratio(cf.p99, nginx.p99)} (${lat(ctx, cf.p99)} vs ${lat(ctx, nginx.p99)} ms)${nodeFloor(ratio(pipe?.p99, nginx.p99))}`
-          : "—",
-      met: cf && nginx ? cf.p99 <= 1.5 * nginx.p99 : undefined,
-    },
+    vsNginx(
+      {
+        source: "issue 13",
+        target: "warm JSON: proxy CPU per request vs nginx",
+        goal: "<= 2.0x",
+        factor: 2,
+        unit: "ms / 1k",
+      },
+      (x) => x.cpuPer1k,
+      (x) => fmt(x.cpuPer1k, 1),
+      { cf, nginx, pipe },
+    ),
+    vsNginx(
+      { source: "issues 13, 7", target: "warm p99 vs nginx", goal: "<= 1.5x", factor: 1.5, unit: "ms" },
+      (x) => x.p99,
+      (x) => lat(ctx, x.p99),
+      { cf, nginx, pipe },
+    ),
     ...rssChecks("warm JSON", cf, pipe),
     {
       source: "issue 7",
@@ -283,16 +281,18 @@ export async function warmStreaming(ctx: Context, systems: readonly System[]): P
       notes: [runsNote(ctx), ...nodePipeNote(systems)],
     },
     checks: [
-      {
-        source: "issue 13",
-        target: "SSE burst (2a): proxy CPU per stream vs nginx",
-        goal: "<= 1.52x (issue 13's figure: no regression)",
-        measured:
-          cf && nginx
-            ? `${ratio(cf.cpuPer1k, nginx.cpuPer1k)} (${fmt(cf.cpuPer1k, 0)} vs ${fmt(nginx.cpuPer1k, 0)} ms / 1k)${nodeFloor(ratio(pipe?.cpuPer1k, nginx.cpuPer1k))}`
-            : "—",
-        met: cf && nginx ? cf.cpuPer1k <= 1.52 * nginx.cpuPer1k : undefined,
-      },
+      vsNginx(
+        {
+          source: "issue 13",
+          target: "SSE burst (2a): proxy CPU per stream vs nginx",
+          goal: "<= 1.52x (issue 13's figure: no regression)",
+          factor: 1.52,
+          unit: "ms / 1k",
+        },
+        (x) => x.cpuPer1k,
+        (x) => fmt(x.cpuPer1k, 0),
+        { cf, nginx, pipe },
+      ),
       ...rssChecks("streaming", cf, pipe),
       {
         source: "issue 7",

@@ -300,13 +300,9 @@ class Relay implements Dispatcher.DispatchHandler {
   readonly #flush = (): void => {
     this.#batchQueued = false;
     const res = this.#direct;
-    const batch = this.#batch;
-    if (res === undefined || batch.length === 0) return;
-    this.#batch = [];
-    if (res.destroyed || res.writableEnded) return;
-    this.#wrote = true;
-    const out = batch.length === 1 ? (batch[0] as Buffer) : Buffer.concat(batch);
-    if (this.#ex.observer !== undefined) this.#ex.bytesOut += out.length;
+    if (res === undefined) return;
+    const out = this.#take(res);
+    if (out === undefined) return;
     if (this.#chunks === undefined) this.#chunks = chunkSocket(res) ?? null;
     const socket = this.#chunks;
     const ok = socket === null ? res.write(out) : socket.destroyed || writeChunk(socket, out);
@@ -318,17 +314,22 @@ class Relay implements Dispatcher.DispatchHandler {
    * goes out with its head in one `res.end()`: one socket write, no cork.
    */
   #end(res: ServerResponse): void {
+    if (this.#wrote) this.#flush();
+    const out = this.#take(res);
+    if (out === undefined) res.end();
+    else res.end(out);
+  }
+
+  /** The chunks batched so far as one buffer, counted as written; undefined if none can go out. */
+  #take(res: ServerResponse): Buffer | undefined {
     const batch = this.#batch;
-    if (this.#wrote || batch.length === 0 || res.destroyed || res.writableEnded) {
-      this.#flush();
-      res.end();
-      return;
-    }
+    if (batch.length === 0) return undefined;
     this.#batch = [];
+    if (res.destroyed || res.writableEnded) return undefined;
     this.#wrote = true;
     const out = batch.length === 1 ? (batch[0] as Buffer) : Buffer.concat(batch);
     if (this.#ex.observer !== undefined) this.#ex.bytesOut += out.length;
-    res.end(out);
+    return out;
   }
 
   /** Backpressure: stop reading the upstream until the client's socket drains. */
