@@ -1,7 +1,10 @@
 /**
  * The gate of one target: forwards at once while the target is ready, holds while it is cold,
  * and releases the held requests in arrival order once it is ready (DESIGN.md "Request
- * lifecycle"; README "Release after a cold start").
+ * lifecycle"; README "Release after a cold start"). It orders and settles tickets; who may be
+ * held (admission.ts), until when (deadlines.ts), the early SSE of a held stream (keepalive.ts),
+ * the cold period and its ETA (cold-period.ts) and the pace of the release (release-pacer.ts)
+ * are each a module of their own.
  *
  * Invariants (tested in test/hold/gate.test.ts and test/hold/release.test.ts, which try to break
  * them with aborts, deadlines, cold answers and releases racing each other):
@@ -27,14 +30,17 @@ import { performance } from "node:perf_hooks";
 import type { FastifyBaseLogger } from "fastify";
 import type { Config, TargetConfig } from "../config/schema.js";
 import { ColdfrontError } from "../errors.js";
-import { clientTimeoutMs, holdBudget } from "../proxy/client-timeout.js";
 import type { Exchange } from "../proxy/exchange.js";
 import type { Forwarder, ForwardResult } from "../proxy/forward.js";
 import type { PauseSource, ReadinessSource } from "../readiness/source.js";
 import type { Outcome, TargetMetrics } from "../scaling/metrics.js";
 import type { TargetSignals } from "../scaling/signals.js";
-import { ColdStartEta } from "./eta.js";
+import { Admission } from "./admission.js";
+import { ColdPeriod } from "./cold-period.js";
+import { Deadlines } from "./deadlines.js";
 import { Fifo } from "./fifo.js";
+import { Keepalive } from "./keepalive.js";
+import { RELEASE_BATCH, ReleasePacer } from "./release-pacer.js";
 import { Ticket } from "./ticket.js";
 
 /** Something that acts on demand while the target is cold (the scale-subresource wake). */
@@ -60,42 +66,21 @@ export interface GateOptions {
 
 export type GateState = "ready" | "cold" | "waking" | "paused";
 
-/**
- * Replays started in one turn of the event loop before the release yields (setImmediate): a
- * window grown to thousands, or release.concurrency 0, would otherwise start a whole backlog in
- * one synchronous stretch, and every warm request, stream and probe would wait it out
- * (bench/README.md, hold capacity: loop delay while 10,000 are released).
- */
-const RELEASE_BATCH = 64;
-
 export class Gate implements TargetSignals {
   readonly name: string;
   readonly #o: GateOptions;
   readonly #wake: ReadonlySet<string>;
   readonly #fifo = new Fifo<Ticket>();
-  /** Held tickets per client identity, for the per-client share of maxPending. */
-  readonly #perClient = new Map<string, number>();
-  readonly #maxPerClient: number;
+  readonly #admission: Admission;
+  readonly #deadlines: Deadlines;
+  readonly #keepalive: Keepalive;
+  readonly #cold: ColdPeriod;
+  readonly #pacer: ReleasePacer;
   /** Exchanges with an upstream attempt out (warm or replay), for shutdown's answers. */
   readonly #live = new Set<Exchange>();
-  readonly #eta: ColdStartEta;
-  readonly #edgeTimeout: number | undefined;
   #seq = 0;
   #inFlight = 0;
-  /** Replays counted against the release window (until their head, or slotTimeout). */
-  #slots = 0;
-  /** How many replays may hold a slot at once: starts at release.concurrency, grows as they are taken. */
-  #window: number;
   #replaying = 0;
-  /** performance.now() before which no replay starts: backoff after a cold answer. */
-  #retryAt = 0;
-  #backoff = 0;
-  #pumpTimer: NodeJS.Timeout | undefined;
-  /** Set while the release continues in a later turn of the event loop (RELEASE_BATCH). */
-  #pumpYield: NodeJS.Immediate | undefined;
-  /** performance.now() of the first request held (or wake) in this cold period. */
-  #coldSince: number | undefined;
-  #lastColdStartMs: number | undefined;
   /** performance.now() until which an explicit wake counts as demand. */
   #wakeUntil = 0;
   #wakeTimer: NodeJS.Timeout | undefined;
@@ -106,10 +91,19 @@ export class Gate implements TargetSignals {
     this.#o = options;
     this.name = options.target.name;
     this.#wake = new Set(options.target.wakeMethods);
-    this.#maxPerClient = Math.max(1, Math.floor(options.limits.maxPending * options.limits.maxClientShare));
-    this.#eta = new ColdStartEta(options.target.hold?.expectedColdStart ?? options.hold.expectedColdStart);
-    this.#edgeTimeout = options.target.limits?.edgeTimeout ?? options.limits.edgeTimeout;
-    this.#window = options.release.concurrency;
+    this.#admission = new Admission(this.name, options.limits);
+    this.#deadlines = new Deadlines(
+      this.name,
+      options.limits,
+      options.target.limits?.edgeTimeout ?? options.limits.edgeTimeout,
+    );
+    this.#cold = new ColdPeriod(options.target.hold?.expectedColdStart ?? options.hold.expectedColdStart);
+    this.#keepalive = new Keepalive(
+      options.hold,
+      () => this.#cold.waitingComment(this.name),
+      (t) => this.#deadlines.relaxToHoldTimeout(t, this.#onDeadline),
+    );
+    this.#pacer = new ReleasePacer(options.release, () => this.#pump());
     this.#unsubscribe.push(options.source.onChange((ready) => this.#onReadyChange(ready)));
     if (options.pause)
       this.#unsubscribe.push(options.pause.onChange((paused) => this.#onPauseChange(paused)));
@@ -141,7 +135,7 @@ export class Gate implements TargetSignals {
 
   /** The expected cold-start duration now, ms (the ETA gauge); undefined while unknown. */
   get expectedColdStartMs(): number | undefined {
-    return this.#eta.expectedMs;
+    return this.#cold.eta.expectedMs;
   }
 
   /** Takes one request; always ends with an answer to the client or its departure. */
@@ -153,7 +147,7 @@ export class Gate implements TargetSignals {
     }
     const source = this.#o.source;
     // The warm path: one readiness read, one size read, one clock-free comparison.
-    if (source.ready && this.#fifo.size === 0 && this.#retryAt === 0) {
+    if (source.ready && this.#fifo.size === 0 && !this.#pacer.backingOff) {
       void this.#forward(ex);
       return;
     }
@@ -192,14 +186,15 @@ export class Gate implements TargetSignals {
       this.#wakeUntil = 0;
       this.#changed();
     }, this.#wakeUntil - now);
-    if (!this.#o.source.ready && this.#coldSince === undefined) this.#coldSince = now;
+    if (!this.#o.source.ready) this.#cold.begin(now);
     this.#o.log.info({ target: this.name, forMs: Math.round(this.#wakeUntil - now) }, "wake requested");
     this.#changed();
   }
 
   status(): Record<string, unknown> {
     const now = performance.now();
-    const elapsed = this.#coldSince === undefined || this.ready ? null : now - this.#coldSince;
+    const elapsed = this.ready ? null : (this.#cold.elapsedMs(now) ?? null);
+    const eta = this.#cold.eta;
     const wakeLeft = this.#wakeUntil === 0 ? null : Math.max(0, Math.round(this.#wakeUntil - now));
     return {
       state: this.state,
@@ -208,19 +203,19 @@ export class Gate implements TargetSignals {
       held: this.held,
       inFlight: this.#inFlight,
       replaying: this.#replaying,
-      releaseSlots: this.#slots,
-      releaseWindow: this.#window,
-      backoffMs: this.#backoff,
+      releaseSlots: this.#pacer.slots,
+      releaseWindow: this.#pacer.window,
+      backoffMs: this.#pacer.backoffMs,
       coldForMs: elapsed === null ? null : Math.round(elapsed),
-      lastColdStartMs: this.#lastColdStartMs === undefined ? null : Math.round(this.#lastColdStartMs),
+      lastColdStartMs: roundOrNull(this.#cold.lastMs),
       eta: {
-        expectedMs: roundOrNull(this.#eta.expectedMs),
-        learned: this.#eta.learned,
-        samples: this.#eta.samples.length,
+        expectedMs: roundOrNull(eta.expectedMs),
+        learned: eta.learned,
+        samples: eta.samples.length,
         elapsedMs: elapsed === null ? null : Math.round(elapsed),
-        remainingMs: elapsed === null ? null : roundOrNull(this.#eta.remainingMs(elapsed)),
+        remainingMs: elapsed === null ? null : roundOrNull(eta.remainingMs(elapsed)),
       },
-      recentColdStarts: this.#eta.samples.map((s) => ({
+      recentColdStarts: eta.samples.map((s) => ({
         at: new Date(s.at).toISOString(),
         ms: Math.round(s.ms),
       })),
@@ -260,11 +255,8 @@ export class Gate implements TargetSignals {
   }
 
   close(): void {
-    if (this.#pumpTimer) clearTimeout(this.#pumpTimer);
-    if (this.#pumpYield) clearImmediate(this.#pumpYield);
-    this.#pumpYield = undefined;
+    this.#pacer.close();
     if (this.#wakeTimer) clearTimeout(this.#wakeTimer);
-    this.#pumpTimer = undefined;
     this.#wakeTimer = undefined;
     for (const u of this.#unsubscribe) u();
     this.#unsubscribe = [];
@@ -297,7 +289,7 @@ export class Gate implements TargetSignals {
         // Readiness said ready but the gateway has no endpoint (yet, or any more): hold rather
         // than pass a 503 on, since nothing reached the client (DESIGN.md step 6).
         this.#o.metrics.retry(result.reason);
-        this.#backOff();
+        this.#pacer.backOff();
         if (this.#wake.has(ex.method)) this.#hold(ex);
         else this.#fail(ex, "target_cold", `target '${this.name}' has no ready endpoint`);
         return;
@@ -333,46 +325,23 @@ export class Gate implements TargetSignals {
       this.#outcome(ex, "client_aborted");
       return;
     }
-    const limits = this.#o.limits;
-    if (this.#fifo.size >= limits.maxPending) {
-      this.#fail(ex, "queue_full", `target '${this.name}' already holds ${limits.maxPending} requests`);
-      return;
-    }
-    const mine = this.#perClient.get(ex.identity) ?? 0;
-    if (mine >= this.#maxPerClient) {
-      this.#fail(
-        ex,
-        "rate_limited",
-        `this client already has ${mine} requests held for target '${this.name}' (at most ${this.#maxPerClient} of ${limits.maxPending})`,
-      );
+    const refused = this.#admission.refuse(ex.identity, this.#fifo.size);
+    if (refused !== undefined) {
+      this.#fail(ex, refused.type, refused.message);
       return;
     }
     const now = performance.now();
-    // An edge proxy in front cuts a non-streaming request that stays silent; a streaming one is
-    // kept alive by early SSE headers (README "Long cold starts").
-    let stated = clientTimeoutMs(ex.headers);
-    let edge = false;
-    if (
-      this.#edgeTimeout !== undefined &&
-      !ex.streaming &&
-      (stated === undefined || this.#edgeTimeout < stated)
-    ) {
-      stated = this.#edgeTimeout;
-      edge = true;
-    }
-    const budget = holdBudget(limits.holdTimeout, stated, limits.clientTimeoutMargin);
-    const ticket = new Ticket(ex, ex.arrivedAt + budget.ms, budget.clientBound, now);
-    ticket.edgeBound = edge && budget.clientBound;
+    const d = this.#deadlines.of(ex);
+    const ticket = new Ticket(ex, d.deadline, d.clientBound, now);
+    ticket.edgeBound = d.edgeBound;
     ex.onClose(() => this.#onClientGone(ticket));
-    this.#armDeadline(ticket, now);
-    if (ex.streaming) this.#armKeepalive(ticket, this.#o.hold.keepaliveAfter);
+    this.#deadlines.arm(ticket, this.#onDeadline, now);
+    if (ex.streaming) this.#keepalive.arm(ticket);
     ex.forgetJson();
     const ahead = this.#enqueue(ticket);
     ex.observer?.held(ahead);
-    if (!this.#o.source.ready && this.#coldSince === undefined) {
-      this.#coldSince = now;
+    if (!this.#o.source.ready && this.#cold.begin(now))
       this.#o.log.info({ target: this.name }, "holding requests for a cold target");
-    }
     this.#changed();
     this.#pump();
   }
@@ -395,67 +364,19 @@ export class Gate implements TargetSignals {
         ahead++;
       }
     this.#fifo.insertBefore(t, ref);
-    this.#perClient.set(t.ex.identity, (this.#perClient.get(t.ex.identity) ?? 0) + 1);
+    this.#admission.add(t.ex.identity);
     return ahead;
   }
 
   /** Returns false when the ticket was not queued. */
   #dequeue(t: Ticket): boolean {
     if (!this.#fifo.remove(t)) return false;
-    const n = (this.#perClient.get(t.ex.identity) ?? 1) - 1;
-    if (n <= 0) this.#perClient.delete(t.ex.identity);
-    else this.#perClient.set(t.ex.identity, n);
+    this.#admission.remove(t.ex.identity);
     t.leaveQueue(performance.now());
     return true;
   }
 
-  #armDeadline(t: Ticket, now: number): void {
-    if (t.deadlineTimer) clearTimeout(t.deadlineTimer);
-    t.deadlineTimer = setTimeout(() => this.#onDeadline(t), Math.max(0, t.deadline - now));
-  }
-
-  /** Time left of this cold start by the ETA, for comments and Retry-After; undefined if none. */
-  #remainingMs(now: number): number | undefined {
-    if (this.#coldSince === undefined) return undefined;
-    return this.#eta.remainingMs(now - this.#coldSince);
-  }
-
-  #waitingComment(now: number): string {
-    const left = this.#remainingMs(now);
-    if (left === undefined) return `waiting for ${this.name}`;
-    return left > 0
-      ? `waiting for ${this.name}, about ${Math.ceil(left / 1000)}s left`
-      : `waiting for ${this.name}, taking longer than the expected ${Math.round((this.#eta.expectedMs ?? 0) / 1000)}s`;
-  }
-
-  /**
-   * Streaming requests held past keepaliveAfter get 200 and SSE headers early, then a comment
-   * line every keepaliveInterval (DESIGN.md step 7) with the ETA.
-   */
-  #armKeepalive(t: Ticket, delay: number): void {
-    if (t.keepaliveTimer) clearTimeout(t.keepaliveTimer);
-    t.keepaliveTimer = setTimeout(() => {
-      t.keepaliveTimer = undefined;
-      if (t.settled || !t.linked) return;
-      const comment = this.#waitingComment(performance.now());
-      if (!t.ex.earlyStream) {
-        t.ex.startEarlyStream(comment);
-        // Once headers are out, the client's own header timeout no longer applies; only the hold
-        // timeout does.
-        if (t.clientBound) {
-          t.clientBound = false;
-          t.deadline = t.ex.arrivedAt + this.#o.limits.holdTimeout;
-          this.#armDeadline(t, performance.now());
-        }
-      } else {
-        t.ex.comment(comment);
-      }
-      this.#armKeepalive(t, this.#o.hold.keepaliveInterval);
-    }, delay);
-  }
-
-  #onDeadline(t: Ticket): void {
-    t.deadlineTimer = undefined;
+  readonly #onDeadline = (t: Ticket): void => {
     if (t.settled) return;
     if (!t.linked) {
       // Replaying now: the replay's outcome decides (a cold answer then ends in a timeout).
@@ -465,37 +386,15 @@ export class Gate implements TargetSignals {
     this.#dequeue(t);
     this.#timeout(t);
     this.#changed();
-  }
+  };
 
-  /**
-   * cold_start_timeout. With a known ETA, Retry-After brings the retry back so that the model is
-   * expected to become ready within the retry's own hold budget (the same client gets the same
-   * budget again: half of it before the expected readiness, half after): at once when it is near, later when it is not, which stretches how long a
-   * cold start an SDK's few retries survive (README "Long cold starts"). Without an ETA: at once
-   * for a client-stated or edge deadline (rejoin the queue), the vocabulary's default otherwise.
-   */
   #timeout(t: Ticket): void {
     const now = performance.now();
-    const seconds = Math.round((now - t.ex.arrivedAt) / 1000);
-    const left = this.#remainingMs(now);
-    const budget = t.deadline - t.ex.arrivedAt;
-    // Readiness is aimed at the middle of the retry's hold, not its end, so an ETA that is a
-    // little late still lands inside it.
-    const retryAfterMs =
-      left !== undefined ? Math.max(1000, left - budget / 2) : t.clientBound ? 1000 : undefined;
-    const options = retryAfterMs === undefined ? undefined : { retryAfterMs };
-    const err = t.clientBound
-      ? new ColdfrontError(
-          "cold_start_timeout",
-          `target '${this.name}' did not become ready within ${t.edgeBound ? "the edge proxy's timeout (limits.edgeTimeout)" : "the client's timeout"} (${seconds}s); retry to rejoin the queue`,
-          options,
-        )
-      : new ColdfrontError(
-          "cold_start_timeout",
-          `target '${this.name}' did not become ready within ${seconds}s`,
-          options,
-        );
-    this.#settle(t, "cold_start_timeout", err);
+    this.#settle(
+      t,
+      "cold_start_timeout",
+      this.#deadlines.coldStartTimeout(t, this.#cold.remainingMs(now), now),
+    );
   }
 
   #onClientGone(t: Ticket): void {
@@ -530,25 +429,19 @@ export class Gate implements TargetSignals {
 
   /** Releases held tickets in order while ready, as release slots allow. */
   #pump(): void {
-    if (this.#pumpTimer || this.#pumpYield) return;
-    const bounded = this.#o.release.concurrency > 0;
+    const pacer = this.#pacer;
+    if (pacer.scheduled) return;
     let released = 0;
     while (this.#fifo.size > 0 && this.#o.source.ready) {
-      if (bounded && this.#slots >= this.#window) return;
+      if (!pacer.canStart()) return;
       if (released === RELEASE_BATCH) {
-        this.#pumpYield = setImmediate(() => {
-          this.#pumpYield = undefined;
-          this.#pump();
-        });
+        pacer.later();
         return;
       }
       released++;
-      const wait = this.#retryAt - performance.now();
+      const wait = pacer.waitMs();
       if (wait > 0) {
-        this.#pumpTimer = setTimeout(() => {
-          this.#pumpTimer = undefined;
-          this.#pump();
-        }, wait);
+        pacer.later(wait);
         return;
       }
       const t = this.#fifo.peek() as Ticket;
@@ -557,41 +450,21 @@ export class Gate implements TargetSignals {
       void this.#replay(t);
     }
     // Queue empty and no backoff running: the warm path takes new arrivals again.
-    if (this.#fifo.size === 0 && this.#retryAt !== 0 && performance.now() >= this.#retryAt) this.#retryAt = 0;
+    if (this.#fifo.size === 0) pacer.settleIfIdle();
   }
 
   async #replay(t: Ticket): Promise<void> {
-    if (t.keepaliveTimer) clearTimeout(t.keepaliveTimer);
-    t.keepaliveTimer = undefined;
+    this.#keepalive.stop(t);
     this.#replaying++;
     this.#inFlight++;
-    this.#slots++;
+    const slot = this.#pacer.start();
     const ex = t.ex;
     this.#live.add(ex);
-    let slotHeld = true;
-    let grew = false;
-    const freeSlot = (): void => {
-      if (!slotHeld) return;
-      slotHeld = false;
-      clearTimeout(slotTimer);
-      this.#slots--;
-      this.#pump();
-    };
-    // Taken: no failure within slotTimeout (a non-streaming generation has no head yet).
-    const took = (): void => {
-      if (grew) return;
-      grew = true;
-      this.#window++;
-    };
-    const slotTimer = setTimeout(() => {
-      took();
-      freeSlot();
-    }, this.#o.release.slotTimeout);
-    ex.held = { heldMs: t.heldMs, coldStartMs: this.#lastColdStartMs };
+    ex.held = { heldMs: t.heldMs, coldStartMs: this.#cold.lastMs };
     this.#changed();
     let result: ForwardResult;
     try {
-      result = await this.#o.forwarder.forward(ex, freeSlot);
+      result = await this.#o.forwarder.forward(ex, slot.head);
     } catch (err) {
       result = { kind: "failed", error: err as Error };
     }
@@ -600,15 +473,14 @@ export class Gate implements TargetSignals {
     this.#inFlight--;
     if (ex.abandoned) {
       this.#settle(t, "shutting_down");
-      freeSlot();
+      slot.end();
       this.#changed();
       return;
     }
     switch (result.kind) {
       case "sent":
-        this.#backoff = 0;
-        this.#retryAt = 0;
-        took();
+        this.#pacer.answered();
+        slot.taken();
         this.#settle(t, "replayed");
         break;
       case "aborted":
@@ -616,9 +488,8 @@ export class Gate implements TargetSignals {
         break;
       case "cold": {
         this.#o.metrics.retry(result.reason);
-        this.#backOff();
         // The fresh replica (or the gateway's view of it) is not ready for more: start slow again.
-        this.#window = this.#o.release.concurrency;
+        this.#pacer.coldAnswer();
         const now = performance.now();
         if (ex.closed) this.#settle(t, "client_aborted");
         else if (t.expired || now >= t.deadline) this.#timeout(t);
@@ -627,11 +498,7 @@ export class Gate implements TargetSignals {
           t.heldSince = now;
           const ahead = this.#enqueue(t);
           ex.observer?.held(ahead);
-          if (ex.streaming)
-            this.#armKeepalive(
-              t,
-              ex.earlyStream ? this.#o.hold.keepaliveInterval : this.#o.hold.keepaliveAfter,
-            );
+          if (ex.streaming) this.#keepalive.arm(t);
         }
         break;
       }
@@ -652,41 +519,26 @@ export class Gate implements TargetSignals {
         break;
     }
     // Whatever freed the slot before (the head, or slotTimeout), it is free now.
-    freeSlot();
+    slot.end();
     this.#changed();
     this.#pump();
   }
 
-  /** Once per round: cold answers that arrive while a backoff is running do not grow it again. */
-  #backOff(): void {
-    const now = performance.now();
-    if (now < this.#retryAt) return;
-    const r = this.#o.release;
-    this.#backoff = this.#backoff === 0 ? r.retryBackoff : Math.min(r.retryBackoffMax, this.#backoff * 2);
-    this.#retryAt = now + this.#backoff;
-  }
-
   #onReadyChange(ready: boolean): void {
     if (ready) {
-      if (this.#coldSince !== undefined) {
-        this.#lastColdStartMs = performance.now() - this.#coldSince;
-        this.#eta.record(this.#lastColdStartMs);
-        this.#o.metrics.coldStart(this.#lastColdStartMs / 1000);
+      const coldStartMs = this.#cold.end();
+      if (coldStartMs !== undefined) {
+        this.#o.metrics.coldStart(coldStartMs / 1000);
         this.#o.log.info(
-          { target: this.name, coldStartMs: Math.round(this.#lastColdStartMs), held: this.held },
+          { target: this.name, coldStartMs: Math.round(coldStartMs), held: this.held },
           "target ready; releasing held requests",
         );
       }
-      this.#coldSince = undefined;
-      this.#backoff = 0;
-      this.#retryAt = 0;
-      this.#window = this.#o.release.concurrency;
-      if (this.#pumpTimer) clearTimeout(this.#pumpTimer);
-      this.#pumpTimer = undefined;
+      this.#pacer.reset();
       this.#pump();
     } else {
       this.#o.log.info({ target: this.name }, "target not ready");
-      if (this.pending > 0) this.#coldSince = performance.now();
+      if (this.pending > 0) this.#cold.restart();
       if (this.#o.pause?.paused) this.#onPauseChange(true);
     }
     this.#changed();
@@ -705,7 +557,7 @@ export class Gate implements TargetSignals {
   #changed(): void {
     const pending = this.pending;
     const ready = this.#o.source.ready;
-    if (pending === 0 && this.#coldSince !== undefined && !ready) this.#coldSince = undefined;
+    if (pending === 0 && !ready) this.#cold.abandon();
     this.#o.source.demand(this);
     this.#o.waker?.update(pending > 0, ready);
     this.#o.notify(this);
