@@ -10,11 +10,15 @@
  *   head only once it is done, as vLLM's does). Nothing bounds how many run at once.
  * - `GET /health`: 200.
  *
+ * `--capacity N` makes it a backend of fixed capacity: past N POSTs in progress, a new one has its
+ * connection reset before any response head, as a server whose accept queue or worker pool is
+ * full does (the release scenario).
+ *
  * `--ready-after MS` keeps the port closed for that long, as vLLM does while it loads a model;
  * once listening it prints `{"event":"ready","at":<epoch ms>,"port":N}`, the instant the
  * cold-burst scenarios measure coldfront's added delay from.
  *
- * Usage: node backend.js --port N [--ready-after MS]
+ * Usage: node backend.js --port N [--ready-after MS] [--capacity N]
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { parseArgs } from "node:util";
@@ -24,12 +28,19 @@ const { values } = parseArgs({
     port: { type: "string" },
     host: { type: "string", default: "127.0.0.1" },
     "ready-after": { type: "string", default: "0" },
+    capacity: { type: "string", default: "0" },
   },
 });
+const capacity = Number(values.capacity);
 const port = Number(values.port);
 const readyAfter = Number(values["ready-after"]);
-if (!Number.isInteger(port) || port <= 0 || !(readyAfter >= 0)) {
-  process.stderr.write("usage: backend --port N [--ready-after MS]\n");
+if (
+  !Number.isInteger(port) ||
+  port <= 0 ||
+  !(readyAfter >= 0) ||
+  !(Number.isInteger(capacity) && capacity >= 0)
+) {
+  process.stderr.write("usage: backend --port N [--ready-after MS] [--capacity N]\n");
   process.exit(2);
 }
 
@@ -116,12 +127,25 @@ function stream(res: ServerResponse, n: number, itl: number): void {
   next();
 }
 
+/** POSTs in progress, and those reset past --capacity (printed at exit). */
+let inProgress = 0;
+let resets = 0;
+
 function handle(req: IncomingMessage, res: ServerResponse): void {
   if (req.method === "GET") {
     if (req.url === "/health") res.writeHead(200, { "content-length": "0" }).end();
     else res.writeHead(404, { "content-length": "0" }).end();
     req.resume();
     return;
+  }
+  if (capacity > 0) {
+    if (inProgress >= capacity) {
+      resets++;
+      req.socket.destroy();
+      return;
+    }
+    inProgress++;
+    res.once("close", () => inProgress--);
   }
   const chunks: Buffer[] = [];
   req.on("data", (c: Buffer) => chunks.push(c));
@@ -160,6 +184,7 @@ function listen(): void {
 const startTimer = setTimeout(listen, readyAfter);
 const stop = () => {
   clearTimeout(startTimer);
+  if (capacity > 0) process.stdout.write(`${JSON.stringify({ event: "stopped", resets })}\n`);
   server.close();
   server.closeAllConnections();
   process.exit(0);

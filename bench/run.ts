@@ -55,6 +55,7 @@ import { flood } from "./scenarios/flood.js";
 import { holdCapacity } from "./scenarios/hold.js";
 import { pacedStreaming } from "./scenarios/paced.js";
 import { pacedCpu } from "./scenarios/paced-cpu.js";
+import { releaseAtCapacity } from "./scenarios/release.js";
 import { wakeSignal } from "./scenarios/wake.js";
 import { warmNonStreaming, warmStreaming } from "./scenarios/warm.js";
 
@@ -68,6 +69,7 @@ const SCENARIOS = [
   "hold",
   "wake",
   "flood",
+  "release",
 ] as const;
 type Scenario = (typeof SCENARIOS)[number];
 /** The scenarios in front of one warm backend, sharing its systems. */
@@ -362,6 +364,7 @@ async function main(): Promise<void> {
       return r;
     });
   }
+  if (only.has("release")) await scenario("7. Release at capacity", () => releaseAtCapacity(ctx));
 }
 
 try {

@@ -17,7 +17,7 @@ import { composeObservers } from "./observe/compose.js";
 import type { ObserverFactory } from "./observe/observer.js";
 import { requestLog } from "./observe/request-log.js";
 import { createTracing } from "./observe/tracing.js";
-import { ColdSignals } from "./proxy/cold-signals.js";
+import { ColdSignals, DEFAULT_OVERLOAD_SIGNALS } from "./proxy/cold-signals.js";
 import { Forwarder } from "./proxy/forward.js";
 import { Router } from "./proxy/router.js";
 import { createClientServer } from "./proxy/server.js";
@@ -120,6 +120,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     const forwarder = new Forwarder({
       upstream: target.upstream,
       coldSignals: new ColdSignals(target.coldSignals),
+      overloadSignals: new ColdSignals(target.overloadSignals, DEFAULT_OVERLOAD_SIGNALS),
       idleTimeout: config.limits.upstreamIdleTimeout,
       headersTimeout: config.limits.upstreamHeadersTimeout,
     });

@@ -18,7 +18,8 @@ export type ErrorType =
   | "queue_full"
   | "target_cold"
   | "autoscaler_paused"
-  | "shutting_down";
+  | "shutting_down"
+  | "overloaded";
 
 interface ErrorKind {
   readonly status: number;
@@ -46,6 +47,8 @@ const KINDS: Readonly<Record<ErrorType, ErrorKind>> = {
   autoscaler_paused: { status: 503, retryable: true, retryAfter: 60 },
   // Its retry lands on another replica, so it may come back at once.
   shutting_down: { status: 503, retryable: true, retryAfter: 1 },
+  // Ready, but held past its deadline by the release cap: the backlog ahead is still draining.
+  overloaded: { status: 503, retryable: true, retryAfter: 5 },
 };
 
 /** OpenAI SDKs only honour Retry-After up to 60 s (DESIGN.md step 7). */
@@ -64,14 +67,20 @@ export class ColdfrontError extends Error {
   constructor(
     type: ErrorType,
     message: string,
-    options?: { retryAfter?: number; retryAfterMs?: number; cause?: unknown },
+    options?: {
+      retryAfter?: number;
+      retryAfterMs?: number;
+      cause?: unknown;
+      /** Overrides the type's rule: an upstream_error whose request never got an answer is. */
+      retryable?: boolean;
+    },
   ) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     const kind = KINDS[type];
     this.name = "ColdfrontError";
     this.type = type;
     this.status = kind.status;
-    this.retryable = kind.retryable;
+    this.retryable = options?.retryable ?? kind.retryable;
     const ms = options?.retryAfterMs ?? (options?.retryAfter ?? kind.retryAfter) * 1000;
     this.retryAfterMs = Math.min(MAX_RETRY_AFTER_S * 1000, Math.max(1000, Math.round(ms)));
     this.retryAfter = Math.ceil(this.retryAfterMs / 1000);

@@ -489,12 +489,25 @@ export interface Backend {
   stop(): Promise<void>;
 }
 
-export async function startBackend(ws: Workspace, readyAfter = 0, port?: number): Promise<Backend> {
+export async function startBackend(
+  ws: Workspace,
+  readyAfter = 0,
+  port?: number,
+  /** Past this many POSTs in progress, connections are reset (backend.ts --capacity); 0: none. */
+  capacity = 0,
+): Promise<Backend> {
   const p = port ?? (await freePort());
   const child = Child.spawn(
     "backend",
     process.execPath,
-    [benchScript("backend.js"), "--port", String(p), "--ready-after", String(readyAfter)],
+    [
+      benchScript("backend.js"),
+      "--port",
+      String(p),
+      "--ready-after",
+      String(readyAfter),
+      ...(capacity > 0 ? ["--capacity", String(capacity)] : []),
+    ],
     { logFile: join(ws.dir, `backend-${p}.log`), role: "load" },
   );
   const readyAt = (ms = readyAfter + 15_000) =>

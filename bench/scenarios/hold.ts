@@ -35,7 +35,7 @@ const FD_MARGIN = 512;
 
 const FLOOR: SystemName = "node:http hold";
 
-interface HoldRun {
+export interface HoldRun {
   system: SystemName;
   n: number;
   idleRss: number;
@@ -148,7 +148,7 @@ async function mustHeldStats(url: string): Promise<HeldStats> {
 }
 
 /** The same burst held by the floor, node:http hold, then released by `POST /__release`. */
-async function floorRun(ctx: Context, n: number): Promise<HoldRun> {
+export async function floorRun(ctx: Context, n: number): Promise<HoldRun> {
   let sys: NodeSystem | undefined;
   try {
     sys = await startNodeHold(ctx.ws);

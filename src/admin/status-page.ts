@@ -29,6 +29,8 @@ export interface TargetStatus {
   held?: number;
   inFlight: number;
   replaying: number;
+  /** The release pacer (README "Release after a cold start"); absent from older coldfront. */
+  release?: { window: number; cap: number; preHead: number; inFlight: number; maxInFlight: number };
   coldForMs: number | null;
   lastColdStartMs: number | null;
   eta?: {
@@ -256,6 +258,9 @@ function renderTarget(name: string, target: unknown): string {
       : "");
   // Big number: requests held. `pending` also counts an active admin wake (what KEDA sees).
   const held = isNum(t.held) ? t.held : t.pending;
+  // The release window under its cap, and replays in flight under theirs (0 = no bound).
+  const release = isObj(t.release) ? t.release : undefined;
+  const bound = (n: unknown): string => (isNum(n) && n > 0 ? fmtCount(n) : "no");
   const synced = readiness.synced === true ? "synced" : readiness.synced === false ? "not synced yet" : "";
   return (
     `<article class="card ${cls}" data-target="${esc(name)}" data-state="${esc(state)}">` +
@@ -264,7 +269,10 @@ function renderTarget(name: string, target: unknown): string {
     `<div class="big">` +
     `<div class="stat${isNum(held) && held > 0 ? " hot" : ""}"><span class="n" data-field="held">${esc(fmtCount(held))}</span><span class="l">held</span></div>` +
     `<div class="stat"><span class="n" data-field="inFlight">${esc(fmtCount(t.inFlight))}</span><span class="l">in flight</span></div>` +
-    `<div class="stat minor"><span class="n" data-field="replaying">${esc(fmtCount(t.replaying))}</span><span class="l">replaying</span></div>` +
+    `<div class="stat minor"><span class="n" data-field="replaying">${esc(fmtCount(t.replaying))}</span><span class="l">replaying${release ? ` of ${esc(bound(release.maxInFlight))} max` : ""}</span></div>` +
+    (release
+      ? `<div class="stat minor" title="replays that may wait for a response head at once; it grows under release.concurrency and halves on overload"><span class="n" data-field="release.window">${esc(fmtCount(release.window))}</span><span class="l">release window, ${esc(bound(release.cap))} cap</span></div>`
+      : "") +
     `<div class="stat minor" title="held, plus one during an admin wake: what KEDA sees"><span class="n" data-field="pending">${esc(fmtCount(t.pending))}</span><span class="l">demand</span></div>` +
     `</div>` +
     renderEta(t.eta) +

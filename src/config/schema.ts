@@ -159,6 +159,10 @@ const target = z
       .min(1)
       .default(["POST"]),
     coldSignals: z.union([z.literal("default"), z.literal("none"), z.array(coldSignal)]).default("default"),
+    // Answers that mean "busy now" (README "Release after a cold start"): a replay is put back.
+    overloadSignals: z
+      .union([z.literal("default"), z.literal("none"), z.array(coldSignal)])
+      .default("default"),
     readiness: readiness.optional(),
     scaledObject: z.object({ namespace: name, name }).strict().optional(),
     /** Per-target overrides of the process-wide `limits` and `hold` keys that differ per model. */
@@ -230,7 +234,16 @@ export const configSchema = z
       .prefault({}),
     release: z
       .object({
+        // A hard cap on replays waiting for their response head; 0 = no cap (DESIGN.md step 5).
         concurrency: z.number().int().min(0).default(64),
+        // Where the window starts after each cold period; it grows under concurrency, never past it.
+        initialWindow: z.number().int().min(1).default(8),
+        // Replays started and not finished, per target; 0 = no bound. Envoy's default
+        // circuit-breaker limit per cluster.
+        maxInFlight: z.number().int().min(0).default(1024),
+        // Further tries for a replay answered with an overload signal or dropped before its
+        // head; 0 = no bound (until its deadline).
+        retries: z.number().int().min(0).default(2),
         // A replay holds its release slot until its response head arrives or this long after it
         // was sent, whichever is first (README "Release after a cold start").
         slotTimeout: duration(10).default(500),

@@ -12,9 +12,19 @@ export class ColdPeriod {
   /** performance.now() of the first request held (or wake) in this cold period. */
   #since: number | undefined;
   #lastMs: number | undefined;
+  /** performance.now() since which nothing waits, while the period goes on. */
+  #idleSince: number | undefined;
+  readonly #staleAfter: number;
 
-  constructor(expectedColdStartMs: number | undefined) {
+  /**
+   * A period ends only at ready: clients that gave up do not make the cold start shorter. One
+   * left without demand for longer than `staleAfterMs` (the hold timeout: no request could still
+   * be waiting from it) starts anew with the next demand, so a start that never came does not
+   * count into the next one.
+   */
+  constructor(expectedColdStartMs: number | undefined, staleAfterMs: number) {
     this.eta = new ColdStartEta(expectedColdStartMs);
+    this.#staleAfter = staleAfterMs;
   }
 
   get active(): boolean {
@@ -28,7 +38,9 @@ export class ColdPeriod {
 
   /** Demand arrived while cold: the period starts now unless it already runs. */
   begin(now = performance.now()): boolean {
-    if (this.#since !== undefined) return false;
+    const idle = this.#idleSince;
+    this.#idleSince = undefined;
+    if (this.#since !== undefined && (idle === undefined || now - idle <= this.#staleAfter)) return false;
     this.#since = now;
     return true;
   }
@@ -36,17 +48,19 @@ export class ColdPeriod {
   /** Restarts the period (the target went cold again with demand waiting). */
   restart(now = performance.now()): void {
     this.#since = now;
+    this.#idleSince = undefined;
   }
 
-  /** Demand went away before ready: the period is forgotten. */
-  abandon(): void {
-    this.#since = undefined;
+  /** Nothing waits now; the period goes on until ready. */
+  idle(now = performance.now()): void {
+    if (this.#since !== undefined && this.#idleSince === undefined) this.#idleSince = now;
   }
 
   /** The target became ready: returns the cold start's duration when a period ran. */
   end(now = performance.now()): number | undefined {
     const since = this.#since;
     this.#since = undefined;
+    this.#idleSince = undefined;
     if (since === undefined) return undefined;
     this.#lastMs = now - since;
     this.eta.record(this.#lastMs);

@@ -76,6 +76,20 @@ export class Deadlines {
   }
 
   /**
+   * 503 overloaded: the target was ready the whole time, and the release cap held the request
+   * (DESIGN.md "Capacity, balancing, async work and packaging"). A client-bound deadline is told
+   * to come back at once, like a cold start's.
+   */
+  overloaded(t: Ticket, concurrency: number, maxInFlight: number, now = performance.now()): ColdfrontError {
+    const seconds = Math.round((now - t.ex.arrivedAt) / 1000);
+    return new ColdfrontError(
+      "overloaded",
+      `target '${this.#target}' is ready but was at its release capacity for ${seconds}s (release.concurrency: ${concurrency}, release.maxInFlight: ${maxInFlight}); retry later`,
+      t.clientBound ? { retryAfterMs: 1000 } : undefined,
+    );
+  }
+
+  /**
    * cold_start_timeout. With a known ETA (`remainingMs`), Retry-After brings the retry back so
    * that the model is expected to become ready within the retry's own hold budget (the same
    * client gets the same budget again: half of it before the expected readiness, half after): at

@@ -19,11 +19,13 @@
  * - While anything is queued, new arrivals queue behind it even if the target is ready, so no one
  *   overtakes a request that waited; once the queue is empty the warm path resumes, whatever
  *   replays are still running.
- * - Release is paced by starts, never by whole generations: a replay holds a slot only until its
- *   response head arrives or `release.slotTimeout` passes, whichever is first. The window of
- *   slots starts at `release.concurrency` each cold period and grows by one for every replay the
- *   upstream took (an answer, or no failure within slotTimeout), a slow start; a cold answer sets
- *   it back to `release.concurrency`.
+ * - Release is paced by the pacer (release-pacer.ts), whose one sentence of contract is: never
+ *   more than `release.concurrency` replays without a response head, never more than
+ *   `release.maxInFlight` unfinished. The gate starts a replay only when it says `canStart()`.
+ * - A replay goes back into the queue, at its arrival position, only while nothing of the
+ *   upstream's answer reached the client (coldfront's own early SSE head is not that answer);
+ *   for an overload answer or a connection dropped before its head at most `release.retries`
+ *   times.
  * - Backoff after cold answers grows once per release round, not once per answer.
  */
 import { performance } from "node:perf_hooks";
@@ -38,9 +40,9 @@ import type { TargetSignals } from "../scaling/signals.js";
 import { Admission } from "./admission.js";
 import { ColdPeriod } from "./cold-period.js";
 import { Deadlines } from "./deadlines.js";
-import { Fifo } from "./fifo.js";
 import { Keepalive } from "./keepalive.js";
-import { RELEASE_BATCH, ReleasePacer } from "./release-pacer.js";
+import { HoldQueue } from "./queue.js";
+import { RELEASE_BATCH, ReleasePacer, type ReleaseSlot } from "./release-pacer.js";
 import { Ticket } from "./ticket.js";
 
 /** Something that acts on demand while the target is cold (the scale-subresource wake). */
@@ -70,7 +72,7 @@ export class Gate implements TargetSignals {
   readonly name: string;
   readonly #o: GateOptions;
   readonly #wake: ReadonlySet<string>;
-  readonly #fifo = new Fifo<Ticket>();
+  readonly #fifo = new HoldQueue<Ticket>();
   readonly #admission: Admission;
   readonly #deadlines: Deadlines;
   readonly #keepalive: Keepalive;
@@ -80,7 +82,8 @@ export class Gate implements TargetSignals {
   readonly #live = new Set<Exchange>();
   #seq = 0;
   #inFlight = 0;
-  #replaying = 0;
+  /** Counts the target's turns to not ready: a ticket held while ready, with none since, was held by capacity. */
+  #coldEpoch = 0;
   /** performance.now() until which an explicit wake counts as demand. */
   #wakeUntil = 0;
   #wakeTimer: NodeJS.Timeout | undefined;
@@ -97,7 +100,10 @@ export class Gate implements TargetSignals {
       options.limits,
       options.target.limits?.edgeTimeout ?? options.limits.edgeTimeout,
     );
-    this.#cold = new ColdPeriod(options.target.hold?.expectedColdStart ?? options.hold.expectedColdStart);
+    this.#cold = new ColdPeriod(
+      options.target.hold?.expectedColdStart ?? options.hold.expectedColdStart,
+      options.limits.holdTimeout,
+    );
     this.#keepalive = new Keepalive(
       options.hold,
       () => this.#cold.waitingComment(this.name),
@@ -125,6 +131,16 @@ export class Gate implements TargetSignals {
 
   get ready(): boolean {
     return this.#o.source.ready;
+  }
+
+  /** The release window now (coldfront_release_window). */
+  get releaseWindow(): number {
+    return this.#pacer.window;
+  }
+
+  /** Replays started and not finished (coldfront_replays_in_flight). */
+  get replaysInFlight(): number {
+    return this.#pacer.inFlight;
   }
 
   get state(): GateState {
@@ -202,9 +218,16 @@ export class Gate implements TargetSignals {
       pending: this.pending,
       held: this.held,
       inFlight: this.#inFlight,
-      replaying: this.#replaying,
+      replaying: this.#pacer.inFlight,
       releaseSlots: this.#pacer.slots,
       releaseWindow: this.#pacer.window,
+      release: {
+        window: this.#pacer.window,
+        cap: this.#o.release.concurrency,
+        preHead: this.#pacer.slots,
+        inFlight: this.#pacer.inFlight,
+        maxInFlight: this.#o.release.maxInFlight,
+      },
       backoffMs: this.#pacer.backoffMs,
       coldForMs: elapsed === null ? null : Math.round(elapsed),
       lastColdStartMs: roundOrNull(this.#cold.lastMs),
@@ -229,7 +252,7 @@ export class Gate implements TargetSignals {
 
   /** The queue's arrival sequence numbers, head first (for tests of the FIFO invariant). */
   queuedSeqs(): number[] {
-    return [...this.#fifo].map((t) => t.seq);
+    return this.#fifo.ordered().map((t) => t.seq);
   }
 
   /** Shutdown step 1: new requests get shutting_down; held ones may still be released. */
@@ -242,13 +265,15 @@ export class Gate implements TargetSignals {
    * response head yet, gets `type`, so nothing is dropped silently or reset.
    */
   rejectHeld(type: "shutting_down" | "autoscaler_paused", message: string): void {
-    for (const t of this.#fifo) {
+    for (const t of this.#fifo.ordered()) {
       this.#dequeue(t);
       this.#settle(t, type, new ColdfrontError(type, message));
     }
     if (type === "shutting_down") {
+      // An early-streamed held request has coldfront's own head out, not the upstream's: it gets
+      // its shutting_down event too.
       for (const ex of this.#live) {
-        if (!ex.headWritten && !ex.closed) ex.abandon(new ColdfrontError(type, message));
+        if (!ex.upstreamAnswered && !ex.closed) ex.abandon(new ColdfrontError(type, message));
       }
     }
     this.#changed();
@@ -290,21 +315,26 @@ export class Gate implements TargetSignals {
         // than pass a 503 on, since nothing reached the client (DESIGN.md step 6).
         this.#o.metrics.retry(result.reason);
         this.#pacer.backOff();
-        if (this.#wake.has(ex.method)) this.#hold(ex);
+        if (this.#wake.has(ex.method)) this.#hold(ex, true);
         else this.#fail(ex, "target_cold", `target '${this.name}' has no ready endpoint`);
         return;
       case "timeout":
         this.#outcome(ex, "upstream_timeout");
         ex.fail(this.#headersTimeout());
         return;
+      case "overloaded": // only replays look for overload signals
       case "failed":
+      case "dropped":
       case "broken":
-        this.#o.log.warn({ target: this.name, err: result.error.message }, "upstream failed");
+        this.#o.log.warn(
+          { target: this.name, err: result.kind === "overloaded" ? "overloaded" : result.error.message },
+          "upstream failed",
+        );
         this.#outcome(ex, "upstream_error");
         ex.fail(
           new ColdfrontError(
             "upstream_error",
-            `upstream of target '${this.name}' failed: ${result.error.message}`,
+            `upstream of target '${this.name}' failed: ${result.kind === "overloaded" ? "overloaded" : result.error.message}`,
           ),
         );
     }
@@ -319,7 +349,8 @@ export class Gate implements TargetSignals {
     );
   }
 
-  #hold(ex: Exchange): void {
+  /** `cold`: the request met a cold answer on the warm path (a cold start, not capacity). */
+  #hold(ex: Exchange, cold = false): void {
     // A warm attempt that met a cold answer may find its client already gone.
     if (ex.closed) {
       this.#outcome(ex, "client_aborted");
@@ -334,6 +365,7 @@ export class Gate implements TargetSignals {
     const d = this.#deadlines.of(ex);
     const ticket = new Ticket(ex, d.deadline, d.clientBound, now);
     ticket.edgeBound = d.edgeBound;
+    ticket.readyEpoch = this.#o.source.ready && !cold ? this.#coldEpoch : -1;
     ex.onClose(() => this.#onClientGone(ticket));
     this.#deadlines.arm(ticket, this.#onDeadline, now);
     if (ex.streaming) this.#keepalive.arm(ticket);
@@ -346,24 +378,9 @@ export class Gate implements TargetSignals {
     this.#pump();
   }
 
-  /**
-   * Inserts by arrival order: at the tail for a new arrival, further up for one sent back.
-   * Returns how many are queued ahead of it.
-   */
+  /** Inserts by arrival order. Returns how many are queued ahead of it (-1: not counted). */
   #enqueue(t: Ticket): number {
-    let ref: Ticket | undefined = this.#fifo.peek();
-    let ahead = 0;
-    // Fast path: a new arrival is the youngest of all.
-    const tail = this.#fifo.last();
-    if (tail === undefined || tail.seq < t.seq) {
-      ref = undefined;
-      ahead = this.#fifo.size;
-    } else
-      while (ref !== undefined && ref.seq < t.seq) {
-        ref = ref.next;
-        ahead++;
-      }
-    this.#fifo.insertBefore(t, ref);
+    const ahead = this.#fifo.insert(t, t.ex.observer !== undefined);
     this.#admission.add(t.ex.identity);
     return ahead;
   }
@@ -388,8 +405,17 @@ export class Gate implements TargetSignals {
     this.#changed();
   };
 
+  /**
+   * The deadline passed: 503 overloaded when only capacity held it (the target was ready the
+   * whole time it waited), else cold_start_timeout.
+   */
   #timeout(t: Ticket): void {
     const now = performance.now();
+    if (t.readyEpoch === this.#coldEpoch && this.#o.source.ready) {
+      const r = this.#o.release;
+      this.#settle(t, "overloaded", this.#deadlines.overloaded(t, r.concurrency, r.maxInFlight, now));
+      return;
+    }
     this.#settle(
       t,
       "cold_start_timeout",
@@ -455,7 +481,6 @@ export class Gate implements TargetSignals {
 
   async #replay(t: Ticket): Promise<void> {
     this.#keepalive.stop(t);
-    this.#replaying++;
     this.#inFlight++;
     const slot = this.#pacer.start();
     const ex = t.ex;
@@ -469,42 +494,61 @@ export class Gate implements TargetSignals {
       result = { kind: "failed", error: err as Error };
     }
     this.#live.delete(ex);
-    this.#replaying--;
     this.#inFlight--;
-    if (ex.abandoned) {
-      this.#settle(t, "shutting_down");
-      slot.end();
-      this.#changed();
-      return;
-    }
+    if (ex.abandoned) this.#settle(t, "shutting_down");
+    else this.#replayed(t, result, slot);
+    // Whatever freed the slot before (the head, or slotTimeout), it is free now.
+    slot.end();
+    this.#changed();
+    this.#pump();
+  }
+
+  /** Acts on a replay's result before its slot is given back, so no replacement starts first. */
+  #replayed(t: Ticket, result: ForwardResult, slot: ReleaseSlot): void {
+    const ex = t.ex;
     switch (result.kind) {
       case "sent":
         this.#pacer.answered();
         slot.taken();
         this.#settle(t, "replayed");
-        break;
+        return;
       case "aborted":
         this.#settle(t, "client_aborted");
-        break;
-      case "cold": {
+        return;
+      case "cold":
         this.#o.metrics.retry(result.reason);
-        // The fresh replica (or the gateway's view of it) is not ready for more: start slow again.
         this.#pacer.coldAnswer();
-        const now = performance.now();
+        // A cold answer means a cold start, whatever readiness said.
+        t.readyEpoch = -1;
+        this.#putBack(t);
+        return;
+      case "overloaded":
+      case "dropped": {
+        this.#o.metrics.retry(result.kind === "overloaded" ? "overloaded" : "connection_dropped");
+        slot.overload();
+        const max = this.#o.release.retries;
         if (ex.closed) this.#settle(t, "client_aborted");
-        else if (t.expired || now >= t.deadline) this.#timeout(t);
-        else {
-          // Back in arrival order, ahead of everything that came after it (DESIGN.md step 6).
-          t.heldSince = now;
-          const ahead = this.#enqueue(t);
-          ex.observer?.held(ahead);
-          if (ex.streaming) this.#keepalive.arm(t);
-        }
-        break;
+        else if (max > 0 && ++t.retries > max) {
+          const what =
+            result.kind === "overloaded"
+              ? "answered overloaded"
+              : `dropped the connection before answering (${result.error.message})`;
+          this.#o.log.warn({ target: this.name, tries: t.retries }, "upstream overloaded on every try");
+          this.#settle(
+            t,
+            "upstream_error",
+            new ColdfrontError(
+              "upstream_error",
+              `upstream of target '${this.name}' ${what} on ${t.retries} tries (release.retries: ${max})`,
+              { retryable: true },
+            ),
+          );
+        } else this.#putBack(t);
+        return;
       }
       case "timeout":
         this.#settle(t, "upstream_timeout", this.#headersTimeout());
-        break;
+        return;
       case "failed":
       case "broken":
         this.#o.log.warn({ target: this.name, err: result.error.message }, "upstream failed during replay");
@@ -516,12 +560,21 @@ export class Gate implements TargetSignals {
             `upstream of target '${this.name}' failed: ${result.error.message}`,
           ),
         );
-        break;
     }
-    // Whatever freed the slot before (the head, or slotTimeout), it is free now.
-    slot.end();
-    this.#changed();
-    this.#pump();
+  }
+
+  /** Back in arrival order, ahead of everything that came after it (DESIGN.md step 6). */
+  #putBack(t: Ticket): void {
+    const ex = t.ex;
+    const now = performance.now();
+    if (ex.closed) this.#settle(t, "client_aborted");
+    else if (t.expired || now >= t.deadline) this.#timeout(t);
+    else {
+      t.heldSince = now;
+      const ahead = this.#enqueue(t);
+      ex.observer?.held(ahead);
+      if (ex.streaming) this.#keepalive.arm(t);
+    }
   }
 
   #onReadyChange(ready: boolean): void {
@@ -537,6 +590,7 @@ export class Gate implements TargetSignals {
       this.#pacer.reset();
       this.#pump();
     } else {
+      this.#coldEpoch++;
       this.#o.log.info({ target: this.name }, "target not ready");
       if (this.pending > 0) this.#cold.restart();
       if (this.#o.pause?.paused) this.#onPauseChange(true);
@@ -557,7 +611,7 @@ export class Gate implements TargetSignals {
   #changed(): void {
     const pending = this.pending;
     const ready = this.#o.source.ready;
-    if (pending === 0 && !ready) this.#cold.abandon();
+    if (pending === 0 && !ready) this.#cold.idle();
     this.#o.source.demand(this);
     this.#o.waker?.update(pending > 0, ready);
     this.#o.notify(this);

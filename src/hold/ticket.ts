@@ -1,15 +1,16 @@
 import type { Exchange } from "../proxy/exchange.js";
-import type { Linked } from "./fifo.js";
+import type { Queued } from "./queue.js";
 
 /**
  * One held request. A ticket is either in its gate's FIFO (held), out of it with a replay
  * running (replaying), or settled; it is settled exactly once, and only settle() clears its
  * timers.
  */
-export class Ticket implements Linked<Ticket> {
+export class Ticket implements Queued<Ticket> {
   prev: Ticket | undefined;
   next: Ticket | undefined;
   linked = false;
+  heapIndex = -1;
 
   readonly ex: Exchange;
   /** The exchange's arrival order in its gate (strict FIFO across replays sent back). */
@@ -25,6 +26,13 @@ export class Ticket implements Linked<Ticket> {
   /** performance.now() when the current stay in the queue began. */
   heldSince: number;
   settled = false;
+  /** Extra tries spent on overload answers and dropped connections (release.retries). */
+  retries = 0;
+  /**
+   * The gate's cold epoch when it was held while ready, -1 when a cold start held it: with the
+   * epoch unchanged at its deadline, only capacity held it (503 overloaded, not a cold start).
+   */
+  readyEpoch = -1;
   /** The deadline passed during a replay; the replay's outcome decides what the client hears. */
   expired = false;
   deadlineTimer: NodeJS.Timeout | undefined;

@@ -16,6 +16,19 @@ export const DEFAULT_COLD_SIGNALS: readonly ColdSignalConfig[] = [
   { status: 503, bodyContains: "no healthy upstream" },
 ];
 
+/**
+ * Answers that mean "busy now, try again shortly" (DESIGN.md "Capacity, balancing, async work and
+ * packaging"): a replay that gets one is put back in the queue and the release window halves.
+ */
+export const DEFAULT_OVERLOAD_SIGNALS: readonly ColdSignalConfig[] = [
+  { status: 429 },
+  // Envoy's circuit breaker or its overload manager.
+  { status: 503, header: "x-envoy-overloaded" },
+  // Envoy past max_requests/max_pending_requests: "upstream connect error or disconnect/reset
+  // before headers. reset reason: overflow".
+  { status: 503, bodyContains: "reset reason: overflow" },
+];
+
 /** Cold-signal bodies are short error texts; reading more would buffer a real response. */
 export const COLD_BODY_LIMIT = 64 * 1024;
 
@@ -33,8 +46,12 @@ export class ColdSignals {
   readonly #signals: CompiledSignal[];
   readonly #statuses: Set<number> | undefined;
 
-  constructor(config: "default" | "none" | readonly ColdSignalConfig[]) {
-    const list = config === "default" ? DEFAULT_COLD_SIGNALS : config === "none" ? [] : config;
+  /** `defaults` is what "default" means: the cold signals, or DEFAULT_OVERLOAD_SIGNALS. */
+  constructor(
+    config: "default" | "none" | readonly ColdSignalConfig[],
+    defaults: readonly ColdSignalConfig[] = DEFAULT_COLD_SIGNALS,
+  ) {
+    const list = config === "default" ? defaults : config === "none" ? [] : config;
     this.#signals = list.map((s) => {
       const colon = s.header?.indexOf(":") ?? -1;
       return {

@@ -89,6 +89,8 @@ export class Exchange {
   #early = false;
   /** Some status line went to the client (ours or the upstream's). */
   #headWritten = false;
+  /** The upstream's answer began to go to the client: from here on nothing is retried. */
+  #upstreamAnswered = false;
   #closed = false;
   #onClose: (() => void) | undefined;
 
@@ -160,6 +162,14 @@ export class Exchange {
     return this.#headWritten;
   }
 
+  /**
+   * The upstream's own answer (not coldfront's early SSE head or comments) began to reach the
+   * client: DESIGN.md step 6, nothing is retried once it has.
+   */
+  get upstreamAnswered(): boolean {
+    return this.#upstreamAnswered;
+  }
+
   get earlyStream(): boolean {
     return this.#early;
   }
@@ -221,6 +231,7 @@ export class Exchange {
    * headers are not written twice); any other answer becomes one final SSE error event.
    */
   relay(status: number, headers: IncomingHttpHeaders, held: HeldFacts | undefined): Writable {
+    this.#upstreamAnswered = true;
     if (this.#early) {
       const encoding = headers["content-encoding"];
       if (status === 200 && (encoding === undefined || encoding === "identity")) {

@@ -27,6 +27,13 @@ export type ForwardResult =
   | { readonly kind: "failed"; readonly error: Error }
   /** It failed after the upstream's head went to the client; the response was cut. */
   | { readonly kind: "broken"; readonly error: Error }
+  /** A replay answered with an overload signal ("busy now"); nothing reached the client. */
+  | { readonly kind: "overloaded" }
+  /**
+   * A replay's connection was reset or closed before any response head: the upstream may have
+   * been past its capacity. Nothing reached the client.
+   */
+  | { readonly kind: "dropped"; readonly error: Error }
   /** No response head within limits.upstreamHeadersTimeout; the request was sent, so no replay. */
   | { readonly kind: "timeout" }
   | { readonly kind: "aborted" };
@@ -44,7 +51,11 @@ const NOT_CONNECTED = new Set([
   "UND_ERR_CONNECT_TIMEOUT",
 ]);
 
+/** A connection the upstream dropped after the request went out and before any response head. */
+const DROPPED = new Set(["ECONNRESET", "EPIPE", "UND_ERR_SOCKET"]);
+
 const SENT_OK: ForwardResult = { kind: "sent", status: 200 };
+const OVERLOADED: ForwardResult = { kind: "overloaded" };
 const COLD_REFUSED: ForwardResult = { kind: "cold", reason: "connection_refused" };
 const COLD_NO_ENDPOINTS: ForwardResult = { kind: "cold", reason: "no_endpoints" };
 const ABORTED: ForwardResult = { kind: "aborted" };
@@ -53,6 +64,8 @@ const TIMED_OUT: ForwardResult = { kind: "timeout" };
 export interface ForwarderOptions {
   readonly upstream: string;
   readonly coldSignals: ColdSignals;
+  /** Answers that put a replay back (targets[].overloadSignals); only replays look for them. */
+  readonly overloadSignals?: ColdSignals | undefined;
   /** Idle time between body chunks before a silent stream is cut (limits.upstreamIdleTimeout). */
   readonly idleTimeout: number;
   /** limits.upstreamHeadersTimeout: longest wait for a response head; undefined waits for ever. */
@@ -80,6 +93,7 @@ export class Forwarder {
   readonly #origin: string;
   readonly #basePath: string;
   readonly #cold: ColdSignals;
+  readonly #overload: ColdSignals | undefined;
   readonly #proto: "http" | "https" = "http";
 
   constructor(options: ForwarderOptions) {
@@ -87,6 +101,7 @@ export class Forwarder {
     this.#origin = url.origin;
     this.#basePath = url.pathname.replace(/\/+$/, "");
     this.#cold = options.coldSignals;
+    this.#overload = options.overloadSignals;
     this.#pool = new Pool(url.origin, {
       // Generations run for minutes; coldfront's deadlines and client aborts rule (DESIGN.md),
       // unless the operator bounds the wait for a head (README "Release after a cold start").
@@ -100,8 +115,9 @@ export class Forwarder {
   }
 
   /**
-   * Sends `ex` upstream. `onHead` is called once when the upstream's response head arrives (or the
-   * attempt ends without one): the release window counts a replay until then.
+   * Sends `ex` upstream. A replay passes `onHead`: it is called once, when an answer that goes to
+   * the client arrives (not a cold or overload answer, which the gate acts on first), and such a
+   * replay also looks for overload signals. The release window counts a replay until then.
    */
   forward(ex: Exchange, onHead?: () => void): Promise<ForwardResult> {
     if (ex.closed) return Promise.resolve(ABORTED);
@@ -127,7 +143,7 @@ export class Forwarder {
           }),
           body: ex.body ?? null,
         },
-        new Relay(ex, this.#cold, resolve, onHead),
+        new Relay(ex, this.#cold, onHead === undefined ? undefined : this.#overload, resolve, onHead),
       );
     });
   }
@@ -155,10 +171,13 @@ export class Forwarder {
 class Relay implements Dispatcher.DispatchHandler {
   readonly #ex: Exchange;
   readonly #cold: ColdSignals;
+  readonly #overload: ColdSignals | undefined;
   readonly #resolve: (r: ForwardResult) => void;
   #onHead: (() => void) | undefined;
   #controller: Dispatcher.DispatchController | undefined;
-  #mode: "relay" | "cold" | "check" = "relay";
+  #mode: "relay" | "cold" | "overload" | "check" = "relay";
+  /** The upstream's response head arrived (whatever became of it). */
+  #gotHead = false;
   #status = 0;
   #headers: IncomingHttpHeaders = {};
   /** Where body chunks go; undefined drops them (a cold signal's body). */
@@ -175,11 +194,13 @@ class Relay implements Dispatcher.DispatchHandler {
   constructor(
     ex: Exchange,
     cold: ColdSignals,
+    overload: ColdSignals | undefined,
     resolve: (r: ForwardResult) => void,
     onHead: (() => void) | undefined,
   ) {
     this.#ex = ex;
     this.#cold = cold;
+    this.#overload = overload;
     this.#resolve = resolve;
     this.#onHead = onHead;
   }
@@ -196,14 +217,19 @@ class Relay implements Dispatcher.DispatchHandler {
     headers: IncomingHttpHeaders,
   ): void {
     this.#status = statusCode;
-    this.#head();
+    this.#gotHead = true;
     this.#ex.observer?.attemptHead(statusCode);
     const v = this.#cold.head(statusCode, headers);
     if (v === "cold") {
       this.#mode = "cold";
       return;
     }
-    if (v === "need-body") {
+    const o = this.#overload?.head(statusCode, headers) ?? "not-cold";
+    if (o === "cold") {
+      this.#mode = "overload";
+      return;
+    }
+    if (v === "need-body" || o === "need-body") {
       this.#mode = "check";
       this.#headers = headers;
       // A long body is no gateway error text: relay it as it comes.
@@ -241,11 +267,20 @@ class Relay implements Dispatcher.DispatchHandler {
       this.#finish(COLD_NO_ENDPOINTS);
       return;
     }
+    if (this.#mode === "overload") {
+      this.#finish(OVERLOADED);
+      return;
+    }
     const sink = this.#sink;
     if (this.#mode === "check" && sink instanceof Collector && !sink.spilled) {
       const body = sink.body;
-      if (this.#cold.body(this.#status, this.#headers, body.toString("utf8"))) {
+      const text = body.toString("utf8");
+      if (this.#cold.body(this.#status, this.#headers, text)) {
         this.#finish(COLD_NO_ENDPOINTS);
+        return;
+      }
+      if (this.#overload?.body(this.#status, this.#headers, text)) {
+        this.#finish(OVERLOADED);
         return;
       }
       this.#relay(this.#status, this.#headers).end(body);
@@ -262,7 +297,9 @@ class Relay implements Dispatcher.DispatchHandler {
       this.#finish(ABORTED);
       return;
     }
-    if (ex.headWritten) {
+    // Only the upstream's own answer counts here: coldfront's early SSE head and keepalive
+    // comments of a held stream are not it, so such a stream is put back like any request.
+    if (ex.upstreamAnswered) {
       // Bytes of the upstream's answer are out: the client can only see it cut.
       if (this.#wrote) ex.res.destroy(err);
       else if (this.#sink !== undefined && this.#sink !== ex.res) this.#sink.destroy(err);
@@ -273,18 +310,29 @@ class Relay implements Dispatcher.DispatchHandler {
       this.#finish(COLD_NO_ENDPOINTS);
       return;
     }
+    if (this.#mode === "overload") {
+      this.#finish(OVERLOADED);
+      return;
+    }
     const code = errorCode(err);
     if (code === "UND_ERR_HEADERS_TIMEOUT") {
       this.#finish(TIMED_OUT);
       return;
     }
+    if (code !== undefined && NOT_CONNECTED.has(code)) {
+      this.#finish(COLD_REFUSED);
+      return;
+    }
     this.#finish(
-      code !== undefined && NOT_CONNECTED.has(code) ? COLD_REFUSED : { kind: "failed", error: err },
+      !this.#gotHead && code !== undefined && DROPPED.has(code)
+        ? { kind: "dropped", error: err }
+        : { kind: "failed", error: err },
     );
   }
 
   /** The upstream really answered: the body is no longer needed for a replay (byte budget). */
   #relay(status: number, headers: IncomingHttpHeaders): Writable {
+    this.#head();
     this.#ex.releaseBody();
     return this.#ex.relay(status, headers, this.#ex.held);
   }
@@ -354,7 +402,6 @@ class Relay implements Dispatcher.DispatchHandler {
   #finish(result: ForwardResult): void {
     if (this.#done) return;
     this.#done = true;
-    this.#head();
     this.#ex.observer?.attemptEnded(result.kind, result.kind === "cold" ? result.reason : undefined);
     this.#ex.attachUpstream(undefined);
     this.#resolve(result);

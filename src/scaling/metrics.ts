@@ -18,10 +18,16 @@ export const OUTCOMES = [
   "upstream_error",
   "upstream_timeout",
   "shutting_down",
+  "overloaded",
 ] as const;
 export type Outcome = (typeof OUTCOMES)[number];
 
-export const RETRY_REASONS = ["connection_refused", "no_endpoints"] as const;
+export const RETRY_REASONS = [
+  "connection_refused",
+  "no_endpoints",
+  "overloaded",
+  "connection_dropped",
+] as const;
 export type RetryReason = (typeof RETRY_REASONS)[number];
 
 /** What a gate records; one instance per target, label children resolved once. */
@@ -81,6 +87,24 @@ export class Metrics {
       registers,
       collect() {
         this.set(heldBytes());
+      },
+    });
+    new Gauge({
+      name: "coldfront_release_window",
+      help: "The release window now: replays that may wait for a response head at once (never above release.concurrency).",
+      labelNames: ["target"],
+      registers,
+      collect() {
+        for (const t of hub.targets()) this.set({ target: t.name }, t.releaseWindow ?? 0);
+      },
+    });
+    new Gauge({
+      name: "coldfront_replays_in_flight",
+      help: "Replays of held requests started and not finished (bounded by release.maxInFlight).",
+      labelNames: ["target"],
+      registers,
+      collect() {
+        for (const t of hub.targets()) this.set({ target: t.name }, t.replaysInFlight ?? 0);
       },
     });
     new Gauge({

@@ -13,6 +13,10 @@ export interface TargetSignals {
   readonly ready: boolean;
   /** The cold-start ETA, ms, where the target learns one. */
   readonly expectedColdStartMs?: number;
+  /** The release window now (coldfront_release_window). */
+  readonly releaseWindow?: number;
+  /** Replays started and not finished (coldfront_replays_in_flight). */
+  readonly replaysInFlight?: number;
 }
 
 export interface SignalHub {

@@ -71,6 +71,7 @@ interface Target {
   pending: number;
   inFlight: number;
   replaying: number;
+  release?: { window: number };
   eta?: { expectedMs: number | null };
   recentColdStarts?: unknown[];
   outcomes?: Record<string, number>;
@@ -92,6 +93,7 @@ function disagreement(card: Fields, t: Target): string[] {
   same("pending", String(t.pending));
   same("inFlight", String(t.inFlight));
   same("replaying", String(t.replaying));
+  if (t.release !== undefined) same("release.window", String(t.release.window));
   same("readiness.kind", t.readiness.kind);
   same("recentColdStarts.count", String(t.recentColdStarts?.length ?? 0));
   for (const [outcome, n] of Object.entries(t.outcomes ?? {})) same(`outcomes.${outcome}`, String(n));

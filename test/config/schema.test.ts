@@ -52,6 +52,10 @@ describe("config schema", () => {
     expect(c.release.slotTimeout).toBe(500);
     expect(c.trustedProxies).toEqual([]);
     expect(c.release.concurrency).toBe(64);
+    expect(c.release.initialWindow).toBe(8);
+    expect(c.release.maxInFlight).toBe(1024);
+    expect(c.release.retries).toBe(2);
+    expect(c.targets[0]?.overloadSignals).toBe("default");
     expect(c.shutdown.gracePeriod).toBe(30_000);
     expect(c.targets[0]?.wakeMethods).toEqual(["POST"]);
     expect(c.targets[0]?.coldSignals).toBe("default");
@@ -94,6 +98,15 @@ describe("config schema", () => {
     expect(errorOf({ ...minimal, limits: { maxBodyBytes: "huge" } })).toContain(
       'limits.maxBodyBytes: expected a size in bytes or with a unit (512KiB, 16MiB), got "huge"',
     );
+  });
+
+  test("the release bounds are checked at start, naming the key", () => {
+    expect(errorOf({ ...minimal, release: { initialWindow: 0 } })).toContain("release.initialWindow");
+    expect(errorOf({ ...minimal, release: { maxInFlight: -1 } })).toContain("release.maxInFlight");
+    expect(errorOf({ ...minimal, release: { retries: 1.5 } })).toContain("release.retries");
+    expect(
+      errorOf({ ...minimal, targets: [{ ...minimal.targets[0], overloadSignals: [{ header: "" }] }] }),
+    ).toContain("targets[0].overloadSignals");
   });
 
   test("durations are bounded: no 0 ms timers, nothing past setTimeout's 2^31-1 ms", () => {

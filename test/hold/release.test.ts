@@ -51,7 +51,7 @@ describe("release is paced by starts, not by whole generations", () => {
     );
   });
 
-  test("the window starts at release.concurrency and grows by one per replay taken (slow start); a cold answer resets it", async () => {
+  test("the window starts at release.initialWindow and grows by one per replay taken up to release.concurrency, never past it; a cold answer resets it", async () => {
     let coldLeft = 0;
     const { up, app, gate } = await startColdTarget(defer, {
       handler: (req, res, body) => {
@@ -63,7 +63,7 @@ describe("release is paced by starts, not by whole generations", () => {
         }
         slowGeneration(800)(req, res, body);
       },
-      extra: { release: { concurrency: 2, slotTimeout: "100ms", retryBackoff: "50ms" } },
+      extra: { release: { concurrency: 6, initialWindow: 2, slotTimeout: "100ms", retryBackoff: "50ms" } },
     });
     const window = () => ((app.hub.get("llama") as Gate).status() as { releaseWindow: number }).releaseWindow;
     const ids = Array.from({ length: 12 }, (_, i) => `w${i}`);
@@ -72,8 +72,8 @@ describe("release is paced by starts, not by whole generations", () => {
     expect(window()).toBe(2);
     await up.start();
     for (const r of await Promise.all(held)) expect(r.status).toBe(200);
-    // Each of the 12 was taken (its 800 ms generation outlived the 100 ms slot): 2 + 12.
-    expect(window()).toBe(14);
+    // Each of the 12 was taken (its 800 ms generation outlived the 100 ms slot): 2 + 12, capped at 6.
+    expect(window()).toBe(6);
 
     await up.stop();
     await waitFor(() => !gate().ready, "cold again", 10_000);
@@ -213,6 +213,37 @@ describe("an upstream that accepts and never answers", () => {
       expect((await errorBody(r)).error.type).toBe("shutting_down");
       expect(r.headers.get("retry-after")).toBe("1");
     }
+  });
+});
+
+describe("backoff on the warm path", () => {
+  test("a cold answer to a non-wake request on the warm path backs off, and the warm path comes back by itself", async () => {
+    let coldLeft = 1;
+    const { up, app, gate } = await startColdTarget(defer, {
+      handler: (_req, res, body) => {
+        if (coldLeft > 0) {
+          coldLeft--;
+          res.writeHead(503, { "content-type": "text/plain" });
+          res.end("no healthy upstream");
+          return;
+        }
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end(body || "{}");
+      },
+      extra: { release: { retryBackoff: "100ms" } },
+    });
+    await up.start();
+    await waitFor(() => gate().ready, "ready");
+    const g = await fetch(`${app.clientUrl}/v1/models/x`);
+    expect(g.status).toBe(503);
+    expect((await errorBody(g)).error.type).toBe("target_cold");
+    const backingOff = () => ((app.hub.get("llama") as Gate).status() as { backoffMs: number }).backoffMs;
+    expect(backingOff()).toBe(100);
+    await new Promise((r) => setTimeout(r, 250));
+    // The backoff's end pumped the release: the warm path takes this one, it is not held.
+    const warm = await post(app.clientUrl, "after");
+    expect(warm.status).toBe(200);
+    expect(warm.headers.get("x-coldfront-held-ms")).toBeNull();
   });
 });
 
