@@ -1,7 +1,8 @@
 /** Runs clients/burst.js: N concurrent requests, each with its own connection and timestamps. */
 import { join } from "node:path";
+import { targetCounts } from "./admin.js";
 import { benchScript } from "./paths.js";
-import { Child } from "./procs.js";
+import { Child, poll } from "./procs.js";
 import type { Workspace } from "./systems.js";
 
 export interface BurstOutcome {
@@ -71,4 +72,23 @@ export function outcomeSummary(o: BurstOutcome): string {
     .sort((a, b) => b[1] - a[1])
     .map(([k, n]) => `${k} × ${n}`)
     .join(", ");
+}
+
+/** Waits (at most 120 s) until coldfront holds all `n` of the burst for `target`. */
+export async function waitAllHeld(
+  client: BurstClient,
+  adminUrl: string,
+  target: string,
+  n: number,
+): Promise<void> {
+  await poll(
+    `${n} held requests`,
+    async () => {
+      if (!client.child.running) throw new Error(`burst client ended early: ${client.child.describe()}`);
+      const c = await targetCounts(adminUrl, target);
+      return c && c.pending >= n ? true : undefined;
+    },
+    120_000,
+    100,
+  );
 }

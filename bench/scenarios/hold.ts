@@ -12,8 +12,8 @@
  * and the event-loop delay since the previous `?reset` read (the scrapes' equivalent).
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { getJson, metricValue, scrape, targetCounts } from "../lib/admin.js";
-import { type BurstOutcome, outcomeSummary, startBurst } from "../lib/burst.js";
+import { getJson, metricValue, scrape } from "../lib/admin.js";
+import { type BurstOutcome, outcomeSummary, startBurst, waitAllHeld } from "../lib/burst.js";
 import { openFilesLimit, rssBytes } from "../lib/proc-stats.js";
 import { freePort, nowMs, poll } from "../lib/procs.js";
 import { type Check, type Context, LEAD, nodeFloor, type ScenarioResult } from "../lib/report.js";
@@ -87,16 +87,7 @@ async function coldfrontRun(ctx: Context, n: number): Promise<HoldRun> {
     const start = performance.now();
     const client = startBurst(ctx.ws, { url: cf.url, n, bodyBytes: BODY_BYTES, timeoutMs: 300_000 });
     const adminUrl = cf.adminUrl;
-    await poll(
-      `${n} held requests`,
-      async () => {
-        if (!client.child.running) throw new Error(`burst client ended early: ${client.child.describe()}`);
-        const c = await targetCounts(adminUrl, "model");
-        return c && c.pending >= n ? true : undefined;
-      },
-      120_000,
-      100,
-    );
+    await waitAllHeld(client, adminUrl, "model", n);
     const arrivalMs = performance.now() - start;
     // Let allocation settle before reading memory.
     await sleep(1000);

@@ -11,10 +11,10 @@
  * burst held and released by the node:http hold floor in the same run.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { metricValue, scrape, targetCounts } from "../lib/admin.js";
-import { outcomeSummary, startBurst } from "../lib/burst.js";
+import { metricValue, scrape } from "../lib/admin.js";
+import { outcomeSummary, startBurst, waitAllHeld } from "../lib/burst.js";
 import { openFilesLimit } from "../lib/proc-stats.js";
-import { freePort, poll } from "../lib/procs.js";
+import { freePort } from "../lib/procs.js";
 import { type Check, type Context, LEAD, type ScenarioResult } from "../lib/report.js";
 import { fmt, max, percentile } from "../lib/stats.js";
 import { type Backend, type Coldfront, startBackend, startColdfront } from "../lib/systems.js";
@@ -66,16 +66,7 @@ async function coldfrontRelease(ctx: Context, n: number): Promise<ReleaseRun> {
       tag: `release-${n}`,
     });
     const adminUrl = cf.adminUrl;
-    await poll(
-      `${n} held requests`,
-      async () => {
-        if (!client.child.running) throw new Error(`burst client ended early: ${client.child.describe()}`);
-        const c = await targetCounts(adminUrl, "model");
-        return c && c.pending >= n ? true : undefined;
-      },
-      120_000,
-      100,
-    );
+    await waitAllHeld(client, adminUrl, "model", n);
     await sleep(500);
     // Starts the loop-delay period that the release's scrape reads.
     await scrape(adminUrl);

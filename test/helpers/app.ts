@@ -111,3 +111,14 @@ export interface ErrorBody {
 export async function errorBody(res: Response): Promise<ErrorBody> {
   return (await res.json()) as ErrorBody;
 }
+
+/** POST /v1/completions with `{id, ...extra}`: the release tests tell requests apart by id. */
+export const postCompletion = (url: string, id: string, extra: Record<string, unknown> = {}) =>
+  fetch(`${url}/v1/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ id, ...extra }),
+  });
+
+/** The id a request body (or an echoed answer) carries. */
+export const idOf = (body: string): string => (JSON.parse(body) as { id: string }).id;

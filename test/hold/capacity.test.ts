@@ -8,19 +8,18 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { describe, expect, test } from "vitest";
 import type { Gate } from "../../src/hold/gate.js";
-import { errorBody, metricValue, startColdTarget, useCleanups, waitFor } from "../helpers/app.js";
+import {
+  errorBody,
+  idOf,
+  metricValue,
+  postCompletion as post,
+  startColdTarget,
+  useCleanups,
+  waitFor,
+} from "../helpers/app.js";
 import { echoHandler, type Handler } from "../helpers/upstream.js";
 
 const defer = useCleanups();
-
-const post = (url: string, id: string, extra: Record<string, unknown> = {}) =>
-  fetch(`${url}/v1/completions`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ id, ...extra }),
-  });
-
-const idOf = (body: string): string => (JSON.parse(body) as { id: string }).id;
 
 /** Wraps a handler to record how many requests the backend holds at once. */
 function counting(inner: Handler): { handler: Handler; now: () => number; most: () => number } {

@@ -5,19 +5,33 @@
  */
 import { describe, expect, test } from "vitest";
 import type { Gate } from "../../src/hold/gate.js";
-import { errorBody, startColdTarget, useCleanups, waitFor } from "../helpers/app.js";
+import {
+  errorBody,
+  idOf,
+  postCompletion as post,
+  startColdTarget,
+  useCleanups,
+  waitFor,
+} from "../helpers/app.js";
 import type { Handler } from "../helpers/upstream.js";
 
 const defer = useCleanups();
 
-const post = (url: string, id: string, extra: Record<string, unknown> = {}) =>
-  fetch(`${url}/v1/completions`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ id, ...extra }),
-  });
-
-const idOf = (body: string): string => (JSON.parse(body) as { id: string }).id;
+/** Answers Envoy's "no healthy upstream" to the first `n` requests, then `{id}` in JSON. */
+function coldFirst(n: number): { handler: Handler; left: () => number } {
+  let coldLeft = n;
+  const handler: Handler = (_req, res, body) => {
+    if (coldLeft > 0) {
+      coldLeft--;
+      res.writeHead(503, { "content-type": "text/plain" });
+      res.end("no healthy upstream");
+      return;
+    }
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end(JSON.stringify({ id: body ? idOf(body) : null }));
+  };
+  return { handler, left: () => coldLeft };
+}
 
 /** Answers after `ms`, like a non-streaming generation whose head comes only at the end. */
 const slowGeneration =
@@ -105,18 +119,9 @@ describe("release is paced by starts, not by whole generations", () => {
 
 describe("strict FIFO through cold answers", () => {
   test("a whole concurrent batch answered cold is re-queued in arrival order, ahead of later arrivals", async () => {
-    let coldLeft = 6;
+    const cold = coldFirst(6);
     const { up, app, gate } = await startColdTarget(defer, {
-      handler: (_req, res, body) => {
-        if (coldLeft > 0) {
-          coldLeft--;
-          res.writeHead(503, { "content-type": "text/plain" });
-          res.end("no healthy upstream");
-          return;
-        }
-        res.writeHead(200, { "content-type": "application/json" });
-        res.end(JSON.stringify({ id: idOf(body) }));
-      },
+      handler: cold.handler,
       extra: { release: { concurrency: 16, retryBackoff: "800ms", retryBackoffMax: "800ms" } },
     });
     const held = ["r1", "r2", "r3", "r4", "r5", "r6"].map((id) => post(app.clientUrl, id));
@@ -125,7 +130,7 @@ describe("strict FIFO through cold answers", () => {
     const before = g.queuedSeqs();
     await up.start();
     // The batch goes out, comes back cold, and waits out the backoff in the queue.
-    await waitFor(() => coldLeft === 0 && gate().pending === 6, "the cold batch is back in the queue");
+    await waitFor(() => cold.left() === 0 && gate().pending === 6, "the cold batch is back in the queue");
     const late = post(app.clientUrl, "late");
     await waitFor(() => gate().pending === 7, "a later arrival queued behind");
     const after = g.queuedSeqs();
@@ -218,18 +223,8 @@ describe("an upstream that accepts and never answers", () => {
 
 describe("backoff on the warm path", () => {
   test("a cold answer to a non-wake request on the warm path backs off, and the warm path comes back by itself", async () => {
-    let coldLeft = 1;
     const { up, app, gate } = await startColdTarget(defer, {
-      handler: (_req, res, body) => {
-        if (coldLeft > 0) {
-          coldLeft--;
-          res.writeHead(503, { "content-type": "text/plain" });
-          res.end("no healthy upstream");
-          return;
-        }
-        res.writeHead(200, { "content-type": "application/json" });
-        res.end(body || "{}");
-      },
+      handler: coldFirst(1).handler,
       extra: { release: { retryBackoff: "100ms" } },
     });
     await up.start();
