@@ -74,7 +74,7 @@ async function main(argv: string[]): Promise<void> {
       // `coldfront help proxy` is `coldfront proxy --help`.
       if (rest[0] !== undefined && rest[0] in COMMANDS && rest[0] !== "help")
         return main([rest[0], "--help"]);
-      if (rest[0] !== undefined)
+      if (rest[0] !== undefined && rest[0] !== "-h" && rest[0] !== "--help")
         throw new ConfigError(`unknown command '${rest[0]}'; coldfront --help lists them`);
       process.stdout.write(`${USAGE}\n`);
       return;

@@ -59,7 +59,7 @@ describe("coldfront --version", () => {
 });
 
 describe("coldfront --help", () => {
-  test.each([[["--help"]], [["-h"]], [["help"]], [[]]])(
+  test.each([[["--help"]], [["-h"]], [["help"]], [["help", "--help"]], [["help", "-h"]], [[]]])(
     "%j lists the commands and flags, exit 0",
     async (args) => {
       const r = await cli(args);
