@@ -142,8 +142,8 @@ const ctx: Context = { quick: values.quick, ws, log, generator, ...(held ? { hel
 
 /**
  * --pin (default on with 2 cores or more): the system under test on CPU 0, everything that
- * drives it (load generators, the backend, the OTLP sink, this harness) on the others, as issue
- * 13's figures were measured.
+ * drives it (load generators, the backend, the OTLP sink, this harness) on the others, as the
+ * goals' reference figures were measured (bench/README.md, the `--pin` option).
  */
 function setUpPinning(): string {
   const allowed = allowedCpus();

@@ -1,5 +1,5 @@
 /**
- * The memory flood of issue 10: `clients` concurrent loops, each sending a max-size request body
+ * The memory flood (bench/README.md "The scenarios", 6): `clients` concurrent loops, each sending a max-size request body
  * (a valid chat completion padded to `body-bytes`) again as soon as the previous one is answered,
  * for `seconds`; then every request still open (held) is aborted. Prints one JSON line:
  * `{"outcomes": {"503 queue_full": n, "ECONNRESET": n, ...}, "p50": {outcome: ms},

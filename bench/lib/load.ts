@@ -1,7 +1,7 @@
 /**
  * The warm scenarios' load generator, in its own process (so its CPU is not the harness's and
- * not the proxy's): wrk when installed (C, one thread, microsecond latencies; what issue 13's
- * figures were measured with), else autocannon through its CLI's JSON output (1 ms latency
+ * not the proxy's): wrk when installed (C, one thread, microsecond latencies; what the goals'
+ * reference figures were measured with, bench/README.md "Goals"), else autocannon through its CLI's JSON output (1 ms latency
  * resolution). `--load-generator` picks one.
  */
 import { existsSync, writeFileSync } from "node:fs";

@@ -16,9 +16,9 @@ export interface Section {
   readonly notes: readonly string[];
 }
 
-/** One goal (issue 13's, or one of issue 7's or 11's that still means something), checked against this run. */
+/** One goal of bench/README.md "Goals", checked against this run. */
 export interface Check {
-  /** Where the goal comes from: "issue 13", "issue 7", ... */
+  /** Where the goal comes from: the "from" column of bench/README.md "Goals". */
   readonly source: string;
   readonly target: string;
   readonly goal: string;

@@ -1,5 +1,5 @@
 /**
- * Scenario 3b (issue 11): a cold burst whose non-streaming generations take 2 s each
+ * Scenario 3b (bench/README.md "The scenarios", 3b): a cold burst whose non-streaming generations take 2 s each
  * (`x-bench-gen-ms`), so that a release which counts a replay until its whole answer would
  * let only release.concurrency generations run at once. A burst of N is held and released; from
  * the backend's ready instant a stream of late arrivals follows (20 req/s). The same late

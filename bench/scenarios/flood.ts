@@ -1,5 +1,5 @@
 /**
- * Scenario 6 (issue 10): a memory flood. 200 clients send max-size request bodies (the proxy's
+ * Scenario 6 (bench/README.md "The scenarios", 6): a memory flood. 200 clients send max-size request bodies (the proxy's
  * maxBodyBytes) in a loop to a cold target whose port stays closed for the whole flood, for a
  * fixed time; then every client and proxy is stopped. coldfront (probe readiness, byte budget
  * `limits.maxHeldBytes` at its default) against @fastify/http-proxy (no budget, the same

@@ -1,7 +1,7 @@
 /**
  * Scenario 2c (`--only paced-1k`): what a proxy spends per streamed chunk in the shape that
- * matters for LLM serving, many concurrent streams each getting a small chunk every 20 ms (issue
- * 13). Two shapes, 50 and 1,000 concurrent streams of 100 chunks, runs interleaved across
+ * matters for LLM serving, many concurrent streams each getting a small chunk every 20 ms
+ * (bench/README.md "Goals": paced streams). Two shapes, 50 and 1,000 concurrent streams of 100 chunks, runs interleaved across
  * systems; the proxy's CPU time (the whole process tree, over the measured rounds only) per
  * stream and per chunk, its peak RSS, and the load side's CPU, which says whether the client and
  * the backend kept the pace.

@@ -112,7 +112,7 @@ async function interleaved(
 
 const mb = (bytes: number | undefined) => (bytes === undefined ? Number.NaN : bytes / 2 ** 20);
 
-/** Issue 13's memory goals, from one warm scenario's coldfront row (node-pipe's idle RSS beside it). */
+/** The RSS goals (bench/README.md "Goals"), from one warm scenario's coldfront row (node-pipe's idle RSS beside it). */
 function rssChecks(scenario: string, cf: Medians | undefined, pipe: Medians | undefined): Check[] {
   return [
     {

@@ -1,6 +1,7 @@
 /**
- * One run of a `process` readiness source's command, as a process group (issue 3: "never leaves
- * an orphan process when coldfront exits"). The command leads a group of its own, so that a
+ * One run of a `process` readiness source's command, as a process group, so that it never leaves
+ * an orphan process when coldfront exits (README "Try the scale-from-zero loop on one machine":
+ * however coldfront is stopped, it stops the simulator it started). The command leads a group of its own, so that a
  * signal reaches the wrappers it may start (`npm exec`, `sh -c`, a Python launcher) along with
  * their children, and so that a Ctrl-C in coldfront's terminal reaches coldfront alone, which
  * then stops the group in order.

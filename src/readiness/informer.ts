@@ -1,6 +1,7 @@
 /**
- * An informer (list, then watch from the list's resourceVersion) that does not go quiet (issue 5,
- * DESIGN.md "Readiness sources"). It runs @kubernetes/client-node's ListWatch and covers what
+ * An informer (list, then watch from the list's resourceVersion) that does not go quiet (DESIGN.md
+ * "Readiness sources": it must survive both forms of 410 Gone, a watch that ends, a connection cut
+ * mid-stream, and a watch that stays open but silent). It runs @kubernetes/client-node's ListWatch and covers what
  * that ListWatch (v2.0) does not:
  *
  * - It stops for good on any error other than 410 Gone and its own inactivity timeout: a failed

@@ -2,7 +2,8 @@
  * The local driver (DESIGN.md "Readiness sources": process): what KEDA and a Deployment do in a
  * cluster, on one machine. It starts `command` when the first request is held, is ready once
  * `url` answers 2xx, stops the command after `idleTimeout` without traffic, and restarts it with
- * backoff if it dies while requests wait (issue 3).
+ * backoff if it dies while requests wait, so a crash during a cold start costs a restart, not the
+ * held requests.
  *
  * States: stopped -> starting -> ready -> stopping -> stopped, and backoff between a failed run
  * and its restart. Invariants:

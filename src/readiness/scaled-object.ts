@@ -1,5 +1,5 @@
 /**
- * Whether a target's KEDA ScaledObject is paused (DESIGN.md "Readiness sources", issue 5), from
+ * Whether a target's KEDA ScaledObject is paused (DESIGN.md "Readiness sources": "Paused at zero"), from
  * an informer over that one object (`fieldSelector=metadata.name=<name>`). The gate combines it
  * with readiness: paused and no ready endpoint is "paused at zero", where holding a request
  * would only end in a timeout, so it answers 503 autoscaler_paused at once.

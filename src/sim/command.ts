@@ -2,8 +2,8 @@
  * `coldfront sim [flags]`: the vLLM look-alike (DESIGN.md "The simulator"). Flags are checked
  * at the door (ConfigError, exit 2, naming the flag); SIGTERM or SIGINT closes it and exits 0.
  */
-import { parseArgs } from "node:util";
-import { parseDuration } from "../config/units.js";
+import { commandUsage, type Flag, HELP_FLAG, parseFlags } from "../cli/flags.js";
+import { formatDuration, parseDuration } from "../config/units.js";
 import { ConfigError } from "../errors.js";
 import {
   LOG_LEVELS,
@@ -17,38 +17,70 @@ import {
 } from "./options.js";
 import { startSim } from "./server.js";
 
-const OPTIONS = {
-  port: { type: "string" },
-  host: { type: "string" },
-  model: { type: "string" },
-  "startup-delay": { type: "string" },
-  "startup-mode": { type: "string" },
-  ttft: { type: "string" },
-  itl: { type: "string" },
-  "max-num-seqs": { type: "string" },
-  "max-tokens": { type: "string" },
-  "max-model-len": { type: "string" },
-  seed: { type: "string" },
-  output: { type: "string" },
-  "log-level": { type: "string" },
-  help: { type: "boolean", short: "h" },
-} as const;
-
 const d = SIM_DEFAULTS;
-export const SIM_USAGE = `usage: coldfront sim [flags]   (a vLLM look-alike: OpenAI chat and completions, /health, /metrics)
-  --port N              listen port (${d.port}; 0 picks one)
-  --host ADDR           listen address (${d.host})
-  --model NAME          served model name; other names get 404 (${d.model})
-  --startup-delay DUR   simulated model loading, e.g. 30s (0)
-  --startup-mode MODE   closed: port refused until loaded, as vLLM; unready: port open, 503 until loaded (${d.startupMode})
-  --ttft DUR            time to first token once scheduled (0ms)
-  --itl DUR             time between tokens (0ms)
-  --max-num-seqs N      sequences generated at once; the rest wait FIFO (${d.maxNumSeqs})
-  --max-tokens N        completion length when the request sets none (${d.maxTokens})
-  --max-model-len N     prompt plus completion tokens a request may ask for (${d.maxModelLen})
-  --output MODE         echo: the prompt's words back; seeded: words from a PRNG of seed and prompt (${d.output})
-  --seed N              seed for --output seeded; a request's own "seed" wins (${d.seed})
-  --log-level LEVEL     ${LOG_LEVELS.join(", ")} (${d.logLevel})`;
+/** The flags of `coldfront sim`, each with its default from SIM_DEFAULTS. */
+export const SIM_FLAGS: readonly Flag[] = [
+  { name: "port", value: "N", meaning: "listen port; 0 picks a free one", default: String(d.port) },
+  { name: "host", value: "ADDR", meaning: "listen address", default: d.host },
+  { name: "model", value: "NAME", meaning: "served model name; other names get 404", default: d.model },
+  {
+    name: "startup-delay",
+    value: "DUR",
+    meaning: "simulated model loading, e.g. 30s",
+    default: formatDuration(d.startupDelay),
+  },
+  {
+    name: "startup-mode",
+    value: "MODE",
+    meaning: "closed: port refused until loaded, as vLLM; unready: port open, 503 until loaded",
+    default: d.startupMode,
+  },
+  {
+    name: "ttft",
+    value: "DUR",
+    meaning: "time to first token once scheduled",
+    default: formatDuration(d.ttft),
+  },
+  { name: "itl", value: "DUR", meaning: "time between tokens", default: formatDuration(d.itl) },
+  {
+    name: "max-num-seqs",
+    value: "N",
+    meaning: "sequences generated at once; the rest wait FIFO",
+    default: String(d.maxNumSeqs),
+  },
+  {
+    name: "max-tokens",
+    value: "N",
+    meaning: "completion length when the request sets none",
+    default: String(d.maxTokens),
+  },
+  {
+    name: "max-model-len",
+    value: "N",
+    meaning: "prompt plus completion tokens a request may ask for",
+    default: String(d.maxModelLen),
+  },
+  {
+    name: "output",
+    value: "MODE",
+    meaning: "echo: the prompt's words back; seeded: words from a PRNG of seed and prompt",
+    default: d.output,
+  },
+  {
+    name: "seed",
+    value: "N",
+    meaning: "seed for --output seeded; a request's own seed wins",
+    default: String(d.seed),
+  },
+  { name: "log-level", value: "LEVEL", meaning: LOG_LEVELS.join(", "), default: d.logLevel },
+  HELP_FLAG,
+];
+
+export const SIM_USAGE = commandUsage(
+  "coldfront sim [flags]",
+  "A vLLM look-alike: OpenAI chat and completions, streaming, /health, /metrics with vLLM's names.",
+  SIM_FLAGS,
+);
 
 function duration(flag: string, text: string): number {
   const ms = text.trim() === "0" ? 0 : parseDuration(text);
@@ -70,13 +102,9 @@ function oneOf<T extends string>(flag: string, text: string, allowed: readonly T
 
 /** The flags as SimOptions, checked; undefined for --help. */
 export function simOptionsFromArgs(argv: string[]): SimOptions | undefined {
-  let parsed: ReturnType<typeof parseArgs<{ options: typeof OPTIONS; args: string[] }>>;
-  try {
-    parsed = parseArgs({ args: argv, options: OPTIONS, strict: true, allowPositionals: false });
-  } catch (err) {
-    throw new ConfigError(`${(err as Error).message}\n${SIM_USAGE}`);
-  }
-  const v = parsed.values;
+  const v = parseFlags("sim", SIM_FLAGS, argv) as Record<string, string | undefined> & {
+    help?: boolean;
+  };
   if (v.help) return undefined;
   const given: { -readonly [K in keyof SimOptions]?: SimOptions[K] } = {};
   if (v.port !== undefined) given.port = integer("port", v.port);

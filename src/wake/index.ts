@@ -1,5 +1,5 @@
 /**
- * Builds a target's waker from its config (`targets[].wake`, issue 12). Loaded on demand, as the
+ * Builds a target's waker from its config (`targets[].wake`, README "Waking without KEDA"). Loaded on demand, as the
  * Kubernetes readiness sources are (src/readiness/index.ts), so a target without `wake` never
  * pays for @kubernetes/client-node.
  */

@@ -1,6 +1,6 @@
 /**
- * Wake without KEDA (issue 12, DESIGN.md "Bounds, identity and long cold starts":
- * `targets[].wake.scale`): on demand at zero, coldfront itself moves the target's Deployment from
+ * Wake without KEDA (README "Waking without KEDA", DESIGN.md "Bounds, identity and long cold
+ * starts": `targets[].wake.scale`; deploy/README.md "Without KEDA"): on demand at zero, coldfront itself moves the target's Deployment from
  * 0 to 1 replica through the `scale` subresource, and does nothing else. Whatever scales 1 to N
  * and back to 0 (an HPA, KEDA, a person) keeps owning the replica count.
  *

@@ -1,8 +1,8 @@
 /**
- * A renderer for exactly the subset of kustomize that deploy/ uses, so that the overlays can be
- * rendered and checked on a CI machine that has no kustomize (nor kubectl: neither comes from the
- * registries CI reaches, and Debian's kubernetes-client is years too old). Where a `kubectl` is on
- * the PATH the tests also render with `kubectl kustomize` and require the same objects.
+ * A renderer for exactly the subset of kustomize that deploy/ uses, so that the tests can read and
+ * patch the manifests without a process per render. The tests also render every overlay with the
+ * real `kubectl kustomize` (test/deploy/k8s-tools.ts: the kubectl of a pinned devDependency) and
+ * require the same objects, so this renderer cannot drift from kustomize unnoticed.
  *
  * The subset, in kustomize's own order within one kustomization:
  * - `resources`: YAML files (multi-document) inside the kustomization's folder, and folders

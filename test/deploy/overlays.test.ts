@@ -1,8 +1,8 @@
 /**
- * The kustomize overlays rendered (by test/deploy/kustomize.ts, and by `kubectl kustomize` where
- * a kubectl is on the PATH, which must agree): valid objects, one namespace that matches the one
- * written inside the config, the replica-floor profiles, and everything still paused; and the
- * no-keda overlay (issue 12 "Wake without KEDA"): the scale wake's config and its Role.
+ * The kustomize overlays rendered (by test/deploy/kustomize.ts, and by the real `kubectl kustomize`
+ * of the pinned devDependency, which must agree): valid objects, one namespace that matches the
+ * one written inside the config, the replica-floor profiles, and everything still paused; and the
+ * no-keda overlay (deploy/README.md "Without KEDA"): the scale wake's config and its Role.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { validateConfig } from "../../src/config/load.js";
 import { unknownFieldProblems } from "./fields.js";
+import { k8sTools } from "./k8s-tools.js";
 import { type K8sObject, kubectlKustomize, objectId, renderKustomization } from "./kustomize.js";
 import {
   DEPLOY,
@@ -22,10 +23,8 @@ import {
   type ScaledObject,
   validateObject,
 } from "./manifests.js";
-import { which } from "./which.js";
 
-const kubectl = which("kubectl");
-const withKubectl = kubectl ? "" : " (skipped: no kubectl on PATH; the renderer alone is checked)";
+const { kubectl } = k8sTools();
 
 /** Objects as comparable text: keys sorted at every level, objects sorted by identity. */
 function canonical(objects: readonly K8sObject[]): string[] {
@@ -155,9 +154,9 @@ patches:
     ]);
   });
 
-  it(`renders the fixture as kubectl kustomize does${withKubectl}`, { skip: !kubectl }, () => {
+  it("renders the fixture as kubectl kustomize does", () => {
     expect(canonical(renderKustomization(join(dir, "overlay")))).toEqual(
-      canonical(kubectlKustomize(kubectl!, join(dir, "overlay"))),
+      canonical(kubectlKustomize(kubectl, join(dir, "overlay"))),
     );
   });
 
@@ -256,9 +255,9 @@ describe("the overlays", () => {
       }
     });
 
-    it(`${name}: renders as kubectl kustomize does${withKubectl}`, { skip: !kubectl }, () => {
+    it(`${name}: renders as kubectl kustomize does`, () => {
       expect(canonical(objects)).toEqual(
-        canonical(kubectlKustomize(kubectl!, join(DEPLOY, "overlays", name))),
+        canonical(kubectlKustomize(kubectl, join(DEPLOY, "overlays", name))),
       );
     });
   }
@@ -327,9 +326,9 @@ describe("the no-keda overlay", () => {
     }
   });
 
-  it(`renders as kubectl kustomize does${withKubectl}`, { skip: !kubectl }, () => {
+  it("renders as kubectl kustomize does", () => {
     expect(canonical(noKeda)).toEqual(
-      canonical(kubectlKustomize(kubectl!, join(DEPLOY, "overlays", "no-keda"))),
+      canonical(kubectlKustomize(kubectl, join(DEPLOY, "overlays", "no-keda"))),
     );
   });
 });
@@ -362,7 +361,7 @@ describe("deploy/sim", () => {
     expect(so.spec.triggers[0]?.metadata.scalerAddress).toBe("coldfront.serving.svc:9091");
   });
 
-  it(`renders as kubectl kustomize does${withKubectl}`, { skip: !kubectl }, () => {
-    expect(canonical(simRendered)).toEqual(canonical(kubectlKustomize(kubectl!, join(DEPLOY, "sim"))));
+  it("renders as kubectl kustomize does", () => {
+    expect(canonical(simRendered)).toEqual(canonical(kubectlKustomize(kubectl, join(DEPLOY, "sim"))));
   });
 });
